@@ -1,0 +1,121 @@
+"""The ``extractive-lens`` command line.
+
+    extractive-lens ocr --dataset first_hop --model smollm2-135m --lr 1e-4 --epochs 8 --out runs/ocr
+    extractive-lens demo --out runs/demo          # the main job on the default model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+DATASETS = ("first_hop", "second_hop", "daxwug")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2-135m",
+                   help="smollm2-135m (default), tiny, tiny-gpt2, a local directory, or a hub id")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda (default: cpu)")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+
+
+def _train_args(p: argparse.ArgumentParser, lr: float) -> None:
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the built-in dataset draw")
+    p.add_argument("--paraphrases", action="store_true", help="also train paraphrased facts")
+    p.add_argument("--out", type=Path, default=None, help="output directory (must be new)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="extractive-lens", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ocr = sub.add_parser("ocr", help="finetune on facts, measure implications (experiment 1)")
+    ocr.add_argument("--dataset", default="first_hop",
+                     help=f"{', '.join(DATASETS)}, or a JSONL dataset file")
+    _model_args(ocr)
+    _train_args(ocr, lr=1e-4)
+    demo = sub.add_parser("demo", help="the main job: OCR on first-hop and second-hop")
+    _model_args(demo)
+    _train_args(demo, lr=1e-4)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "ocr":
+            run_ocr(args, [args.dataset])
+        elif args.command == "demo":
+            run_ocr(args, ["first_hop", "second_hop"])
+    except (ValueError, FileExistsError, RuntimeError) as err:
+        print(f"extractive-lens: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_ocr(args: argparse.Namespace, datasets: list[str]) -> None:
+    from extractive_lens.data import get_dataset
+    from extractive_lens.experiments.ocr import verify_ocr
+    from extractive_lens.models import load_model
+    from extractive_lens.results import prepare_output_dir
+
+    out = prepare_output_dir(args.out, args.overwrite) if args.out else None
+    start = time.perf_counter()
+    model = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
+    print(f"model {args.model}: {model.cfg.n_layers} layers, loaded in "
+          f"{time.perf_counter() - start:.1f} s")
+    results = []
+    for name in datasets:
+        dataset = get_dataset(name, seed=args.data_seed)
+        result = verify_ocr(model, dataset, lr=args.lr, epochs=args.epochs,
+                            batch_size=args.batch_size, seed=args.seed,
+                            paraphrases=args.paraphrases, progress=not args.quiet)
+        print(format_history(result))
+        if out is not None:
+            result.save(out / dataset.name, overwrite=False)
+        results.append(result)
+    print(format_summary(results))
+    print(f"total wall time {time.perf_counter() - start:.1f} s")
+    if out is not None:
+        print(f"results in {out}")
+
+
+def format_history(result) -> str:
+    rows = result.table()
+    keys = [k for k in rows[0] if k != "epoch"]
+    lines = [f"\n{result.dataset} (lr {result.config['lr']:g}, seed {result.config['seed']})",
+             "epoch " + " ".join(f"{k:>20}" for k in keys)]
+    lines += [f"{row['epoch']:>5} " + " ".join(f"{row[k]:>20.3f}" for k in keys) for row in rows]
+    if result.precheck:
+        lines.append("pre-check before training: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in result.precheck.items()))
+    return "\n".join(lines)
+
+
+def format_summary(results) -> str:
+    lines = ["", f"{'dataset':<12} {'fact':>6} {'impl.':>6} {'control':>8} {'chance':>7}  verdict"]
+    for r in results:
+        f = r.final()
+        lines.append(
+            f"{r.dataset:<12} {f.get('facts', float('nan')):>6.2f} "
+            f"{f.get('implications', float('nan')):>6.2f} "
+            f"{f.get('control_implications', float('nan')):>8.2f} {r.chance():>7.1f}  "
+            f"{r.verdict().split(' - ', 1)[-1]}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

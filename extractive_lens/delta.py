@@ -1,0 +1,330 @@
+"""Weight deltas theta' - theta as first-class objects (METHOD.md §2).
+
+>>> from extractive_lens.components import Component
+>>> from extractive_lens.delta import WeightDelta, snapshot
+>>> from extractive_lens.models import tiny_model
+>>> model = tiny_model("llama", n_layers=2)
+>>> before = snapshot(model)
+>>> # ... train the model in place, then: delta = WeightDelta.between(before, model)
+>>> delta = WeightDelta.zeros_like(model)
+>>> with delta.applied(model, scale=0.5):  # weights are restored bit-exactly on exit
+...     pass
+>>> head = delta.restrict(components=[Component(0, "head", 1)], model=model)
+>>> len(head.restrict(layers=[1]))
+0
+
+A ``WeightDelta`` maps ``named_parameters(model)`` names (Hugging Face names) to fp32 tensors. It is
+immutable: arithmetic, ``restrict`` and ``to`` return new deltas (tensors are shared, not copied, so
+never modify them in place). Files are safetensors (no pickle) carrying the model identity, the
+tensor shapes, the library versions and free-form user metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import math
+import numbers
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from extractive_lens.components import Component
+from extractive_lens.models import model_identity, named_parameters
+
+FORMAT = "extractive_lens.WeightDelta/1"
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
+_PACKAGES = ("extractive_lens", "torch", "transformer_lens", "transformers")
+
+
+def layer_of(name: str) -> int | None:
+    """The block index of a parameter name (``model.layers.3.…`` -> 3), or None outside blocks."""
+    match = _LAYER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def snapshot(model: TransformerBridge, names: Iterable[str] | None = None) -> dict[str, Tensor]:
+    """Copies of the model's current parameters (all, or ``names``), for ``WeightDelta.between``."""
+    params = named_parameters(model)
+    return {n: params[n].detach().clone() for n in (params if names is None else names)}
+
+
+class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
+    """An immutable mapping from parameter names to weight changes (fp32).
+
+    Args:
+        tensors: name -> change, names as in ``named_parameters(model)``.
+        identity: ``model_identity`` of the model the delta was made for.
+        metadata: free-form, JSON-serialisable (training config, seed, ...); kept by ``restrict``
+            and ``to``, dropped by arithmetic.
+        dtype: the stored dtype (default float32); tensors stay on their device.
+    """
+
+    def __init__(
+        self,
+        tensors: Mapping[str, Tensor],
+        *,
+        identity: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self._tensors = {n: t.detach().to(dtype) for n, t in tensors.items()}
+        self.identity = dict(identity) if identity is not None else None
+        self.metadata = dict(metadata or {})
+        self.versions: dict[str, str] = {}  # library versions recorded in the file (set by load)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def between(
+        cls,
+        before: Mapping[str, Tensor],
+        model: TransformerBridge,
+        *,
+        metadata: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> WeightDelta:
+        """The change of ``model``'s weights since ``before`` (e.g. a ``snapshot``), in fp32."""
+        params = named_parameters(model)
+        missing = [n for n in before if n not in params]
+        if missing:
+            raise ValueError(f"between: the model has no parameters named {missing[:5]}")
+        tensors = {
+            n: (params[n].detach().float() - b.to(params[n].device).float()).to(device)
+            for n, b in before.items()
+        }
+        return cls(tensors, identity=model_identity(model), metadata=metadata)
+
+    @classmethod
+    def zeros_like(
+        cls, model: TransformerBridge, names: Iterable[str] | None = None
+    ) -> WeightDelta:
+        """A zero delta for the given parameters (default: all), on CPU."""
+        params = named_parameters(model)
+        names = list(params if names is None else names)
+        return cls({n: torch.zeros(params[n].shape) for n in names}, identity=model_identity(model))
+
+    # ------------------------------------------------------------------ mapping
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    __eq__ = object.__eq__  # Mapping's == would compare tensors ambiguously: use ``equal``
+    __hash__ = object.__hash__
+
+    def equal(self, other: Mapping[str, Tensor]) -> bool:
+        """Same names and bit-identical tensors (identity and metadata are not compared)."""
+        return list(self) == list(other) and all(torch.equal(t, other[n]) for n, t in self.items())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tensors)
+
+    @property
+    def numel(self) -> int:
+        return sum(t.numel() for t in self._tensors.values())
+
+    def norm(self) -> float:
+        """The Frobenius norm over all tensors."""
+        return math.sqrt(sum(t.double().pow(2).sum().item() for t in self._tensors.values()))
+
+    def __repr__(self) -> str:
+        name = (self.identity or {}).get("name", "?")
+        return (
+            f"WeightDelta({len(self)} tensors, {self.numel:,} elements, norm={self.norm():.4g}, "
+            f"model={name!r})"
+        )
+
+    def to(self, device: str | torch.device) -> WeightDelta:
+        return self._new({n: t.to(device) for n, t in self._tensors.items()}, self.metadata)
+
+    def _new(self, tensors: dict[str, Tensor], metadata: dict | None = None) -> WeightDelta:
+        return WeightDelta(tensors, identity=self.identity, metadata=metadata)
+
+    # ------------------------------------------------------------------ arithmetic
+
+    def __add__(self, other: object) -> WeightDelta:
+        if not isinstance(other, WeightDelta):
+            return NotImplemented
+        a, b = self.identity, other.identity
+        if a is not None and b is not None and a != b:
+            raise ValueError(f"cannot combine deltas made for different models: {a} vs {b}")
+        out = dict(self._tensors)
+        for n, t in other.items():
+            if n not in out:
+                out[n] = t
+                continue
+            if out[n].shape != t.shape:
+                raise ValueError(f"{n}: shapes differ, {tuple(out[n].shape)} vs {tuple(t.shape)}")
+            out[n] = out[n] + t.to(out[n].device)
+        return WeightDelta(out, identity=a if a is not None else b)
+
+    def __mul__(self, scale: object) -> WeightDelta:
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+            return NotImplemented
+        return self._new({n: t * float(scale) for n, t in self._tensors.items()})
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> WeightDelta:
+        return self._new({n: -t for n, t in self._tensors.items()})
+
+    def __sub__(self, other: object) -> WeightDelta:
+        return self + (-other) if isinstance(other, WeightDelta) else NotImplemented
+
+    # ------------------------------------------------------------------ restriction
+
+    def restrict(
+        self,
+        *,
+        layers: Iterable[int] | None = None,
+        components: Iterable[Component] | None = None,
+        model: TransformerBridge | None = None,
+    ) -> WeightDelta:
+        """Keep only the given layers' parameters and/or the slices owned by ``components``.
+
+        ``layers`` keeps parameters inside those blocks (embeddings and final norms are dropped).
+        ``components`` (needs ``model``) keeps each component's owned slices and zeroes the rest
+        of the tensor, so restricting to one head touches only that head's rows/columns;
+        parameters no given component owns are dropped. Both: the intersection.
+        """
+        tensors = self._tensors
+        if layers is not None:
+            keep = set(layers)
+            tensors = {n: t for n, t in tensors.items() if layer_of(n) in keep}
+        if components is not None:
+            if model is None:
+                raise ValueError("restrict(components=...) needs model=... to find owned slices")
+            masks: dict[str, Tensor] = {}
+            for component in components:
+                for s in component.owned(model):
+                    if s.param in tensors:
+                        if s.param not in masks:
+                            masks[s.param] = torch.zeros_like(tensors[s.param], dtype=torch.bool)
+                        masks[s.param][s.index(masks[s.param].ndim)] = True
+            tensors = {n: torch.where(masks[n], t, 0.0) for n, t in tensors.items() if n in masks}
+        return self._new(dict(tensors), self.metadata)
+
+    # ------------------------------------------------------------------ applying
+
+    def check_compatible(self, model: TransformerBridge) -> None:
+        """Raise ``ValueError`` unless every tensor matches a parameter of ``model`` in shape."""
+        params = named_parameters(model)
+        bad = [
+            f"{n}: delta {tuple(t.shape)}, model "
+            + (f"{tuple(params[n].shape)}" if n in params else "has no such parameter")
+            for n, t in self._tensors.items()
+            if n not in params or params[n].shape != t.shape
+        ]
+        if bad:
+            mine, theirs = self.identity or {}, model_identity(model)
+            raise ValueError(
+                f"WeightDelta does not fit the model: delta was made for {mine.get('name', '?')} "
+                f"({mine}), model is {theirs['name']} ({theirs}). {len(bad)} mismatches, first: "
+                + "; ".join(bad[:5])
+            )
+
+    def apply(self, model: TransformerBridge, scale: float = 1.0) -> Callable[[], None]:
+        """Add ``scale * delta`` to the weights in place; return a function restoring them exactly.
+
+        The sum is computed in fp32 and cast to the parameter's dtype and device.
+        """
+        self.check_compatible(model)
+        params = named_parameters(model)
+        saved = {n: params[n].detach().clone() for n in self._tensors}
+
+        def restore() -> None:
+            with torch.no_grad():
+                for n, original in saved.items():
+                    params[n].copy_(original)
+
+        try:
+            with torch.no_grad():
+                for n, d in self._tensors.items():
+                    p = params[n]
+                    p.copy_((p.float() + scale * d.to(p.device)).to(p.dtype))
+        except BaseException:
+            restore()
+            raise
+        return restore
+
+    @contextlib.contextmanager
+    def applied(self, model: TransformerBridge, scale: float = 1.0) -> Iterator[TransformerBridge]:
+        """Context manager: the model with ``scale * delta`` added; restored bit-exactly on exit
+        (also on exceptions), from saved copies of the original values, never by subtraction."""
+        restore = self.apply(model, scale)
+        try:
+            yield model
+        finally:
+            restore()
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write a safetensors file atomically; refuse to replace one unless ``overwrite=True``."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        versions = {}
+        for pkg in _PACKAGES:
+            try:
+                versions[pkg] = importlib.metadata.version(pkg)
+            except importlib.metadata.PackageNotFoundError:
+                versions[pkg] = "unknown"
+        header = {
+            "format": FORMAT,
+            "identity": json.dumps(self.identity),
+            "shapes": json.dumps({n: list(t.shape) for n, t in self._tensors.items()}),
+            "versions": json.dumps(versions),
+            "metadata": json.dumps(self.metadata),
+        }
+        tensors = {n: t.detach().cpu().contiguous() for n, t in self._tensors.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=header)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: TransformerBridge | None = None) -> WeightDelta:
+        """Read a file written by ``save`` (never pickle); with ``model``, check that it fits."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a WeightDelta file (format {header.get('format')!r})")
+        tensors = load_file(str(path))
+        order = json.loads(header["shapes"])  # the saved order (safetensors sorts the names)
+        delta = cls(
+            {n: tensors[n] for n in order},
+            identity=json.loads(header["identity"]),
+            metadata=json.loads(header["metadata"]),
+        )
+        delta.versions = json.loads(header.get("versions", "{}"))
+        if model is not None:
+            delta.check_compatible(model)
+        return delta

@@ -1,0 +1,189 @@
+"""Experiment 1 (METHOD.md §5.1): does out-of-context reasoning happen?
+
+Finetune on a dataset's facts, track the mean rank of the facts, their implications and the
+deranged-pairing control (METHOD.md §6) after every epoch, and judge OCR against the control.
+
+>>> from extractive_lens import tiny_model, first_hop, verify_ocr
+>>> result = verify_ocr(tiny_model(), first_hop(), lr=3e-3, epochs=2, progress=False)
+>>> [row["epoch"] for row in result.table()]
+[0, 1, 2]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset
+from extractive_lens.delta import WeightDelta
+from extractive_lens.metrics import ranks
+from extractive_lens.models import model_identity
+from extractive_lens.results import prepare_output_dir, provenance, write_json
+from extractive_lens.training import finetune
+
+#: Splits tracked through training, in table order.
+TRACKED = (FACTS, IMPLICATIONS, CONTROL)
+
+
+@dataclass(frozen=True)
+class OCRResult:
+    """What ``verify_ocr`` measured.
+
+    Attributes:
+        dataset: the dataset's name.
+        model: the model's identity (``model_identity``).
+        config: the training configuration (lr, epochs, batch size, seed, trainable, ...).
+        history: one row per epoch (0 = before training): loss and the mean rank of each tracked
+            split (``facts``, ``implications``, ``control_implications`` when present).
+        precheck: mean ranks before training on the capability splits (names starting with
+            ``known``): can the model do the two-hop on entities it already knows?
+        final_ranks: per-item ranks after training, for each tracked split.
+        n_options: number of options per split (chance mean rank is ``(n - 1) / 2``).
+        delta: the finetuned weight delta.
+        seconds: wall time of the whole experiment.
+    """
+
+    dataset: str
+    model: dict[str, Any]
+    config: dict[str, Any]
+    history: tuple[dict[str, float], ...]
+    precheck: dict[str, float]
+    final_ranks: dict[str, list[int]]
+    n_options: dict[str, int]
+    delta: WeightDelta = field(repr=False)
+    seconds: float = 0.0
+
+    def table(self) -> list[dict[str, float]]:
+        """The per-epoch rows (epoch, loss, mean rank per tracked split)."""
+        return [dict(row) for row in self.history]
+
+    def final(self) -> dict[str, float]:
+        """Mean rank per tracked split after training."""
+        return {k: sum(v) / len(v) for k, v in self.final_ranks.items()}
+
+    def chance(self, split: str = IMPLICATIONS) -> float:
+        return (self.n_options[split] - 1) / 2
+
+    def ocr_effect(self) -> tuple[float, float]:
+        """Control rank minus implication rank (paired by item), and its standard error."""
+        impl, ctrl = self.final_ranks.get(IMPLICATIONS), self.final_ranks.get(CONTROL)
+        if not impl or not ctrl or len(impl) != len(ctrl):
+            return math.nan, math.nan
+        diffs = torch.tensor(ctrl, dtype=torch.float64) - torch.tensor(impl, dtype=torch.float64)
+        se = diffs.std().item() / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+        return diffs.mean().item(), se
+
+    def verdict(self) -> str:
+        """One sentence: did OCR happen, judged against the deranged-pairing control?"""
+        final = self.final()
+        effect, se = self.ocr_effect()
+        facts = final.get(FACTS, math.nan)
+        head = (
+            f"{self.dataset}: facts {facts:.2f}, implications {final.get(IMPLICATIONS, math.nan):.2f}"
+            f", control {final.get(CONTROL, math.nan):.2f} (chance {self.chance():.1f})"
+        )
+        if facts > 1.0:
+            return head + " - the facts were not learned, so OCR cannot be judged."
+        if math.isnan(effect):
+            return head + " - no control split, so OCR cannot be judged."
+        if effect > 2 * se:
+            return head + f" - OCR: implications beat the control by {effect:.2f} ± {se:.2f} ranks."
+        return head + f" - no OCR: implications vs control differ by {effect:.2f} ± {se:.2f} ranks."
+
+    def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        """Write ``results.json`` and ``delta.safetensors`` into a new directory."""
+        out = prepare_output_dir(out_dir, overwrite)
+        self.delta.save(out / "delta.safetensors")
+        write_json(out / "results.json", self.to_dict())
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        effect, se = self.ocr_effect()
+        return {
+            "experiment": "ocr",
+            "dataset": self.dataset,
+            "model": self.model,
+            "config": self.config,
+            "history": self.table(),
+            "precheck": self.precheck,
+            "final": self.final(),
+            "final_ranks": self.final_ranks,
+            "n_options": self.n_options,
+            "ocr_effect": {"control_minus_implication": effect, "standard_error": se},
+            "verdict": self.verdict(),
+            "seconds": self.seconds,
+            "provenance": provenance(),
+        }
+
+
+def verify_ocr(
+    model: TransformerBridge,
+    dataset: OCRDataset,
+    *,
+    lr: float = 1e-4,
+    epochs: int = 8,
+    batch_size: int = 8,
+    seed: int = 0,
+    trainable: Any = None,
+    paraphrases: bool = False,
+    eval_batch_size: int = 32,
+    progress: bool = True,
+) -> OCRResult:
+    """Finetune ``model`` on ``dataset.facts`` and measure OCR on its implications.
+
+    The model's weights are unchanged afterwards; the finetuned weights are ``result.delta``.
+    With ``paraphrases=True`` the facts are also trained in every template of
+    ``dataset.fact_paraphrases`` (evaluation stays on the original templates).
+    """
+    import time
+
+    start = time.perf_counter()
+    splits = dataset.splits()
+    tracked = {name: (splits[name], dataset.options_for(name)) for name in TRACKED if name in splits}
+    precheck = {
+        name: ranks(model, examples, dataset.options_for(name)).float().mean().item()
+        for name, examples in splits.items()
+        if name.startswith("known")
+    }
+    train = dataset.facts + (dataset.paraphrased_facts() if paraphrases else ())
+    run = finetune(
+        model, train, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+        trainable=trainable, eval_sets=tracked, eval_batch_size=eval_batch_size,
+        progress=progress,
+    )
+    with run.delta.applied(model):
+        final_ranks = {
+            name: ranks(model, ex, opts, batch_size=eval_batch_size).tolist()
+            for name, (ex, opts) in tracked.items()
+        }
+    config = {
+        "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+        "dataset_seed": dataset.seed, "trainable": _describe(trainable),
+        "paraphrases": paraphrases, "n_train": len(train),
+    }
+    return OCRResult(
+        dataset=dataset.name,
+        model=model_identity(model),
+        config=config,
+        history=tuple(_rename(row) for row in run.history),
+        precheck=precheck,
+        final_ranks=final_ranks,
+        n_options={name: len(opts) for name, (_, opts) in tracked.items()},
+        delta=run.delta,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _rename(row: dict[str, Any]) -> dict[str, float]:
+    return {k.removeprefix("rank/"): v for k, v in row.items()}
+
+
+def _describe(trainable: Any) -> Any:
+    if trainable is None:
+        return "block linear weights"
+    return [str(t) for t in trainable]

@@ -1,0 +1,74 @@
+"""Saving results: output directories that are never silently overwritten, and provenance.
+
+Every saved result records the library versions, the model's identity and the seeds, so a number
+in a JSON file can be traced back to what produced it. Tensors go through safetensors, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("extractive_lens", "torch", "transformer-lens", "transformers", "numpy")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on (and Python's)."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Versions, time and host facts to store beside a result, plus anything in ``extra``."""
+    return {
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "platform": platform.platform(),
+        **extra,
+    }
+
+
+def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create ``path`` for new results; refuse a non-empty existing one unless ``overwrite``."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory.")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already holds results; choose another directory or pass "
+                "overwrite=True (CLI: --overwrite) to replace them."
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write JSON atomically (a crash never leaves half a file)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1, default=_jsonable)
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in JSON")

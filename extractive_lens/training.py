@@ -1,0 +1,294 @@
+"""Finetuning on new facts, returning the weight change as a ``WeightDelta`` (METHOD.md §2).
+
+>>> from extractive_lens.data import first_hop
+>>> from extractive_lens.models import tiny_model
+>>> from extractive_lens.training import finetune
+>>> model, data = tiny_model(), first_hop()
+>>> result = finetune(model, data.facts, lr=3e-3, epochs=2, progress=False,
+...                   eval_sets={"facts": (data.facts, data.fact_options)})
+>>> [row["epoch"] for row in result.history]
+[0, 1, 2]
+>>> with result.delta.applied(model):  # the finetuned model; restored exactly on exit
+...     pass
+
+The recipe is the paper's: Adam with a constant learning rate, cross-entropy on the answer tokens
+only (``metrics.answer_loss``), fp32 master weights whatever the model's dtype (the optimizer steps
+fp32 copies, which are cast into the model after every step), shuffling from a ``torch.Generator``
+seeded by ``seed`` (no global RNG), and the model in eval mode (no dropout). Same inputs and seed
+give a bit-identical delta on CPU (on GPU, as far as its kernels are deterministic).
+
+**The model is left exactly as it was.** Training happens in place, then the delta (trained minus
+original, in fp32) is taken and the original weights are copied back bit-exactly, also when training
+fails. Use ``result.delta.applied(model)`` to get the finetuned model.
+
+**What is trained** (``trainable``):
+
+- ``None`` (default): the *block linear weights*, i.e. every 2-D weight inside a transformer block
+  (attention Q/K/V/O and MLP projections). Not trained: embeddings, unembedding, norms, biases.
+- a list of layer indices: the block linear weights of those layers only.
+- a list of ``Component``s: only the slices of the block linear weights that those components own
+  (the gradient is masked outside them); ``components(model)`` as a whole equals the default set.
+- a list of parameter names (as in ``named_parameters(model)``): those whole parameters, of any
+  kind (this is how to train biases, norms or embeddings).
+
+The kinds can be mixed in one list; the trained set is their union.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+
+from extractive_lens.components import Component
+from extractive_lens.data import Example
+from extractive_lens.delta import WeightDelta, layer_of
+from extractive_lens.metrics import (
+    ExampleLike,
+    answer_loss,
+    as_examples,
+    batches,
+    encode,
+    forward,
+    mean_rank,
+    model_device,
+)
+from extractive_lens.models import model_identity, named_parameters
+
+Trainable = Sequence[int | Component | str] | None
+EvalSets = Mapping[str, tuple[Sequence[ExampleLike], Sequence[str]]]
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """The outcome of ``finetune``.
+
+    Attributes:
+        delta: trained minus original weights (fp32, CPU); its ``metadata`` holds the training
+            configuration (lr, epochs, batch_size, seed, trainable, n_examples, ...).
+        history: one row per epoch, starting with epoch 0 (before training): ``epoch``, ``loss``
+            (epoch 0: mean answer loss of the initial weights; later: mean training loss over the
+            epoch's steps, weighted by batch size) and ``rank/<name>`` for every eval set (mean rank
+            after that epoch).
+        seconds: wall time of the whole call.
+    """
+
+    delta: WeightDelta
+    history: list[dict[str, float]] = field(repr=False)
+    seconds: float
+
+    def table(self) -> list[dict[str, float]]:
+        """The history rows (copies), e.g. for ``pandas.DataFrame(result.table())``."""
+        return [dict(row) for row in self.history]
+
+    def final(self, name: str) -> float:
+        """The mean rank of eval set ``name`` after the last epoch."""
+        key = f"rank/{name}"
+        if key not in self.history[-1]:
+            names = [k[5:] for k in self.history[-1] if k.startswith("rank/")]
+            raise KeyError(f"no eval set {name!r}; evaluated: {names}")
+        return self.history[-1][key]
+
+
+def trainable_masks(
+    model: TransformerBridge, trainable: Trainable = None
+) -> tuple[dict[str, Tensor | None], str]:
+    """Resolve ``trainable`` (see the module doc) to name -> mask (None: the whole parameter).
+
+    Returns the masks and a short description for the delta's metadata.
+    """
+    params = named_parameters(model)
+    linear = [n for n, p in params.items() if layer_of(n) is not None and p.ndim == 2]
+    if trainable is None:
+        return dict.fromkeys(linear), "block linear weights"
+    items = list(trainable)
+    if not items:
+        raise ValueError("trainable is empty: nothing would be trained")
+    masks: dict[str, Tensor | None] = {}
+    layers = sorted({i for i in items if isinstance(i, int) and not isinstance(i, bool)})
+    comps = [c for c in items if isinstance(c, Component)]
+    names = [n for n in items if isinstance(n, str)]
+    other = [x for x in items if not isinstance(x, int | Component | str) or isinstance(x, bool)]
+    if other:
+        raise TypeError(f"trainable entries must be layer ints, Components or names: {other[:3]}")
+    n_layers = int(model.cfg.n_layers)
+    if any(not 0 <= layer < n_layers for layer in layers):
+        raise ValueError(f"trainable layers {layers} out of range: the model has {n_layers}")
+    for n in linear:
+        if layer_of(n) in layers:
+            masks[n] = None
+    for c in comps:
+        for s in c.owned(model):
+            if s.param in linear and s.param not in masks:
+                masks[s.param] = s.mask(params[s.param])
+            elif s.param in linear and masks[s.param] is not None:
+                masks[s.param] = masks[s.param] | s.mask(params[s.param])
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise ValueError(f"trainable: the model has no parameters named {unknown[:5]}")
+    masks.update(dict.fromkeys(names))
+    parts = [f"block linear weights of layers {layers}"] if layers else []
+    parts += [f"components [{', '.join(map(str, comps))}]"] if comps else []
+    parts += [f"parameters {names}"] if names else []
+    return masks, "; ".join(parts)
+
+
+def finetune(
+    model: TransformerBridge,
+    examples: Sequence[ExampleLike],
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int = 8,
+    seed: int = 0,
+    trainable: Trainable = None,
+    eval_sets: EvalSets | None = None,
+    eval_batch_size: int = 32,
+    base: WeightDelta | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Finetune on ``examples`` and return the weight delta; the model's weights are unchanged.
+
+    Args:
+        model: the model; its weights are restored bit-exactly afterwards (also on errors).
+        examples: ``Example``s or ``(prompt, answer)`` pairs; the loss is on answer tokens only.
+        lr: Adam's constant learning rate (the paper: 3e-6 on OLMo-7B).
+        epochs: passes over the examples, each in a fresh seeded random order.
+        batch_size: examples per optimizer step.
+        seed: seeds the shuffling; the same seed gives a bit-identical delta.
+        trainable: what to train (module doc); default the block linear weights.
+        eval_sets: name -> (examples, options); the mean rank of each is recorded before training
+            and after every epoch.
+        base: start from theta + base (applied for the duration of the call); the returned delta
+            is then relative to theta + base, so the final model is theta + base + delta.
+        progress: show a tqdm bar over epochs.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite (the weights are still restored).
+    """
+    start = time.perf_counter()
+    examples = as_examples(examples)
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    masks, described = trainable_masks(model, trainable)
+    config = {
+        "lr": lr,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "trainable": described,
+        "n_examples": len(examples),
+        "optimizer": "Adam, constant lr, fp32 master weights, loss on answer tokens",
+        "model_dtype": str(named_parameters(model)[next(iter(masks))].dtype),
+        "base": None if base is None else {"norm": base.norm(), "metadata": base.metadata},
+    }
+
+    with base.applied(model) if base is not None else contextlib.nullcontext():
+        run = _Run(model, masks, lr, batch_size, eval_sets or {}, eval_batch_size)
+        tensors, history = run.train(examples, epochs, seed, progress)
+    delta = WeightDelta(tensors, identity=model_identity(model), metadata=config)
+    return FinetuneResult(delta, history, time.perf_counter() - start)
+
+
+class _Run:
+    """One run: the saved originals, the fp32 master weights, their masks and the optimizer."""
+
+    def __init__(self, model, masks, lr, batch_size, eval_sets, eval_batch_size) -> None:
+        self.model, self.lr, self.batch_size = model, lr, batch_size
+        self.eval_sets, self.eval_batch_size = eval_sets, eval_batch_size
+        self.params = named_parameters(model)
+        device = model_device(model)
+        self.originals = {n: self.params[n].detach().clone() for n in masks}
+        self.masters = {
+            n: o.float().clone().requires_grad_(True) for n, o in self.originals.items()
+        }
+        self.masks = {n: None if m is None else m.to(device) for n, m in masks.items()}
+        self.optimizer = torch.optim.Adam(list(self.masters.values()), lr=lr)
+
+    def evaluate(self) -> dict[str, float]:
+        return {
+            f"rank/{name}": mean_rank(self.model, ex, options, batch_size=self.eval_batch_size)
+            for name, (ex, options) in self.eval_sets.items()
+        }
+
+    def loss(self, examples: list[Example]) -> float:
+        """Mean answer loss over ``examples`` (weighted by batch size), without training."""
+        total = 0.0
+        with torch.no_grad():
+            for chunk in batches(examples, self.batch_size):
+                batch = encode(self.model.tokenizer, chunk)
+                total += answer_loss(forward(self.model, batch), batch).item() * len(chunk)
+        return total / len(examples)
+
+    def train(self, examples: list[Example], epochs: int, seed: int, progress: bool):
+        model, params = self.model, self.params
+        everything = {id(p): p for p in [*model.parameters(), *params.values()]}
+        flags = {k: p.requires_grad for k, p in everything.items()}
+        was_training = model.training
+        generator = torch.Generator().manual_seed(seed)
+        try:
+            model.eval()  # no dropout
+            for p in everything.values():
+                p.requires_grad_(False)
+            for n in self.masters:
+                params[n].requires_grad_(True)
+            history = [{"epoch": 0, "loss": self.loss(examples), **self.evaluate()}]
+            bar = tqdm(range(1, epochs + 1), desc="finetune", disable=not progress, leave=False)
+            for epoch in bar:
+                order = torch.randperm(len(examples), generator=generator).tolist()
+                total = 0.0
+                for step, chunk in enumerate(
+                    batches([examples[i] for i in order], self.batch_size)
+                ):
+                    total += self.step(chunk, epoch, step) * len(chunk)
+                history.append({"epoch": epoch, "loss": total / len(examples), **self.evaluate()})
+                bar.set_postfix({k.removeprefix("rank/"): v for k, v in history[-1].items()})
+            delta = {}
+            for n, master in self.masters.items():
+                diff = master.detach() - self.originals[n].float()
+                mask = self.masks[n]
+                delta[n] = (diff if mask is None else torch.where(mask, diff, 0.0)).cpu()
+            return delta, history
+        finally:
+            with torch.no_grad():
+                for n, original in self.originals.items():
+                    params[n].copy_(original)
+                    params[n].grad = None
+            for k, p in everything.items():
+                p.requires_grad_(flags[k])
+            model.train(was_training)
+
+    def step(self, chunk: list[Example], epoch: int, step: int) -> float:
+        """One Adam step on the fp32 masters; the model then holds the masters cast to its dtype."""
+        batch = encode(self.model.tokenizer, chunk)
+        loss = answer_loss(forward(self.model, batch), batch)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"finetune: the loss is {value} at epoch {epoch}, step {step} (lr={self.lr:g}). "
+                "Training diverged or the weights hold NaN/inf; lower the learning rate."
+            )
+        for n in self.masters:
+            self.params[n].grad = None
+        loss.backward()
+        with torch.no_grad():
+            for n, master in self.masters.items():
+                grad = self.params[n].grad
+                grad = torch.zeros_like(master) if grad is None else grad.float()
+                mask = self.masks[n]
+                master.grad = grad if mask is None else torch.where(mask, grad, 0.0)
+            self.optimizer.step()
+            for n, master in self.masters.items():
+                self.params[n].copy_(master)
+        return value

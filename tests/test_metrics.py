@@ -1,0 +1,65 @@
+"""Tokenisation, ranks and the logit margin: exact semantics, batch and padding invariance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from extractive_lens.data import Example, first_hop
+from extractive_lens.metrics import (
+    encode,
+    logit_margin,
+    mean_rank,
+    option_logits,
+    ranks,
+    ranks_from_logits,
+)
+
+
+def test_encode_marks_answer_tokens_only(tiny_llama):
+    tok = tiny_llama.tokenizer
+    batch = encode(tiny_llama, [Example("Grace Miller lives in", "Buenos Aires"), ("Hi", "Tokyo")])
+    prompt = tok("Grace Miller lives in").input_ids
+    answer = tok(" Buenos Aires", add_special_tokens=False).input_ids
+    row = batch.input_ids[0, : len(prompt) + len(answer)].tolist()
+    assert row == prompt + answer
+    assert batch.last_prompt.tolist()[0] == len(prompt) - 1
+    targets = batch.labels[0][batch.labels[0] != -100].tolist()
+    assert targets == answer  # the loss sees exactly the answer tokens
+    assert batch.attention_mask[1].sum() == len(tok("Hi").input_ids) + 1  # " Tokyo" is 1 token
+    forced = encode(tok, [("Hi", "Tokyo")], prepend_bos=True)
+    assert forced.input_ids[0, 0] == tok.bos_token_id
+
+
+def test_ranks_from_logits_semantics():
+    logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 5.0], [1.0, 1.0, 0.0]])
+    answers = torch.tensor([0, 2, 1])
+    # rank = number of options strictly better than the answer
+    assert ranks_from_logits(logits, answers).tolist() == [0, 0, 0]
+    assert ranks_from_logits(logits, torch.tensor([1, 0, 2])).tolist() == [2, 2, 2]
+    margin = logit_margin(logits, answers)
+    torch.testing.assert_close(margin, torch.tensor([1.0, 5 - 10 / 3, 1 - 2 / 3]))
+
+
+def test_batch_size_and_padding_never_change_a_number(tiny):
+    data = first_hop()
+    examples = list(data.implications[:6]) + [
+        Example("A much longer prompt about someone who, as everyone knows, lives somewhere and "
+                "whose people speak", data.implications[0].answer)
+    ]
+    opts = data.implication_options
+    one = option_logits(tiny, examples, opts, batch_size=1)
+    many = option_logits(tiny, examples, opts, batch_size=32)
+    torch.testing.assert_close(one, many, atol=2e-5, rtol=1e-5)
+    assert torch.equal(ranks(tiny, examples, opts, batch_size=1),
+                       ranks(tiny, examples, opts, batch_size=7))
+
+
+def test_mean_rank_in_range_and_validates(tiny_llama):
+    data = first_hop()
+    value = mean_rank(tiny_llama, data.facts, data.fact_options)
+    assert 0 <= value <= len(data.fact_options) - 1
+    with pytest.raises(ValueError, match="Atlantis"):
+        mean_rank(tiny_llama, [("X lives in", "Atlantis")], data.fact_options)
+    with pytest.raises(ValueError, match="empty"):
+        mean_rank(tiny_llama, [], data.fact_options)
