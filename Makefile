@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 OUT    ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install chromium demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,16 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/extractive-lens demo --out $(OUT)
 
-test: install
+# The report test renders report.html in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+test: install chromium
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install chromium
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install

@@ -31,7 +31,17 @@ from extractive_lens.data import (
     validate,
 )
 from extractive_lens.delta import WeightDelta
-from extractive_lens.experiments import OCRResult, verify_ocr
+from extractive_lens.demo import DemoResult, run_demo
+from extractive_lens.experiments import (
+    OCRResult,
+    data_ordering,
+    graft_localisation,
+    layer_freezing,
+    sweep,
+    verify_ocr,
+    weight_grafting,
+)
+from extractive_lens.graph import ExtractiveGraph, extractive_graph
 from extractive_lens.metrics import encode, logit_margin, mean_rank, option_logits, ranks
 from extractive_lens.models import (
     ModelLoadError,
@@ -42,13 +52,28 @@ from extractive_lens.models import (
     save_model,
     tiny_model,
 )
+from extractive_lens.plots import graph_figure, head_drilldown, ocr_curves, score_heatmaps
+from extractive_lens.report import report, save_figures
+from extractive_lens.scores import (
+    ComponentScores,
+    ExtractiveScores,
+    downstream_scores,
+    extractive_scores,
+    informative_scores,
+    upstream_scores,
+)
 from extractive_lens.training import FinetuneResult, finetune
+from extractive_lens.worlds import WorldConfig, load_world_model, make_world
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Component",
+    "ComponentScores",
+    "DemoResult",
     "Example",
+    "ExtractiveGraph",
+    "ExtractiveScores",
     "FinetuneResult",
     "ModelLoadError",
     "OCRDataset",
@@ -57,27 +82,47 @@ __all__ = [
     "Split",
     "UnsupportedModelError",
     "WeightDelta",
+    "WorldConfig",
     "components",
+    "data_ordering",
     "daxwug",
+    "downstream_scores",
     "encode",
+    "extractive_graph",
+    "extractive_scores",
     "finetune",
     "first_hop",
     "get_dataset",
+    "graft_localisation",
+    "graph_figure",
+    "head_drilldown",
+    "informative_scores",
     "kv_group",
+    "layer_freezing",
     "load_dataset_file",
     "load_model",
     "load_tokenizer",
+    "load_world_model",
     "logit_margin",
+    "make_world",
     "mean_rank",
     "model_identity",
     "named_parameters",
+    "ocr_curves",
     "option_logits",
     "ranks",
+    "report",
+    "run_demo",
     "save_dataset_file",
+    "save_figures",
     "save_model",
+    "score_heatmaps",
     "second_hop",
+    "sweep",
     "tiny_model",
     "unowned_parameters",
+    "upstream_scores",
     "validate",
     "verify_ocr",
+    "weight_grafting",
 ]

@@ -1,7 +1,8 @@
 """The ``extractive-lens`` command line.
 
+    extractive-lens demo --out runs/demo          # the main job: OCR, scores, graphs, report.html
     extractive-lens ocr --dataset first_hop --model smollm2-135m --lr 1e-4 --epochs 8 --out runs/ocr
-    extractive-lens demo --out runs/demo          # the main job on the default model
+    extractive-lens run freezing --model tiny --config config.yaml --out runs/freezing
 """
 
 from __future__ import annotations
@@ -46,23 +47,56 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"{', '.join(DATASETS)}, or a JSONL dataset file")
     _model_args(ocr)
     _train_args(ocr, lr=1e-4)
-    demo = sub.add_parser("demo", help="the main job: OCR on first-hop and second-hop")
+    demo = sub.add_parser("demo", help="the main job: OCR, extractive scores, graphs, report")
     _model_args(demo)
     _train_args(demo, lr=1e-4)
+    demo.add_argument("--datasets", nargs="+", default=["first_hop", "second_hop"])
+    demo.add_argument("--counterfactuals", type=int, default=10,
+                      help="counterfactual items per implication (upstream score)")
+    demo.add_argument("--score-seed", type=int, default=3, help="seed of the counterfactual draw")
+    demo.add_argument("--top-k", type=int, default=12, help="graph nodes per role")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="torch CPU threads (1 is often faster on a shared CPU)")
+    from extractive_lens.experiments.cli_run import add_run_parser
+
+    add_run_parser(sub)
+    sub.add_parser("worlds", add_help=False,
+                   help="synthetic worlds: build-default, ordering, scores, ablation (see --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worlds"]:
+        from extractive_lens.worlds.cli import main as worlds_main
+
+        return worlds_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "ocr":
             run_ocr(args, [args.dataset])
         elif args.command == "demo":
-            run_ocr(args, ["first_hop", "second_hop"])
+            run_demo_command(args)
+        elif args.command == "run":
+            from extractive_lens.experiments.cli_run import run_command
+
+            return run_command(args)
     except (ValueError, FileExistsError, RuntimeError) as err:
         print(f"extractive-lens: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def run_demo_command(args: argparse.Namespace) -> None:
+    from extractive_lens.demo import run_demo
+
+    run_demo(
+        args.model, args.out, overwrite=args.overwrite, lr=args.lr, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, data_seed=args.data_seed,
+        datasets=args.datasets, paraphrases=args.paraphrases,
+        counterfactuals=args.counterfactuals, score_seed=args.score_seed, top_k=args.top_k,
+        device=args.device, dtype=args.dtype, progress=not args.quiet, threads=args.threads,
+    )
 
 
 def run_ocr(args: argparse.Namespace, datasets: list[str]) -> None:

@@ -302,7 +302,8 @@ def load_model(
     """Load a model as a ``TransformerBridge`` in eval mode.
 
     Args:
-        name_or_path: ``"smollm2-135m"`` (default), ``"tiny"`` / ``"tiny-gpt2"``, a local
+        name_or_path: ``"smollm2-135m"`` (default), ``"tiny"`` / ``"tiny-gpt2"``,
+            ``"world-default"`` (a small model pretrained on a synthetic world), a local
             ``save_pretrained`` directory, or a hub id (needs a reachable hub).
         hf_model: an already-built HF causal LM; ``tokenizer`` must come with it.
         device: e.g. ``"cpu"``, ``"cuda"``; default: the model's current device.
@@ -316,6 +317,11 @@ def load_model(
             return tiny_model("llama", device=device, dtype=dtype)
         if name == "tiny-gpt2":
             return tiny_model("gpt2", device=device, dtype=dtype)
+        if name.startswith("world-"):
+            from extractive_lens.worlds import WORLD_MODELS, load_world_model
+
+            if name in WORLD_MODELS:
+                return load_world_model(name, device=device, dtype=dtype)
         hf_model, tokenizer = _load_hf(name, tokenizer)
     elif tokenizer is None:
         raise ValueError("load_model(hf_model=...) also needs tokenizer=... (no hub to fetch one).")

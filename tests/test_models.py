@@ -156,9 +156,15 @@ def test_smollm2_loads_offline_and_knows_tokyo(smollm2):
     prompts = [("The people in Tokyo speak", "Japanese"), ("The people in Paris speak", "French")]
     assert ranks(smollm2, prompts, languages).tolist() == [0, 0]
     assert model_identity(smollm2)["n_layers"] == 30
-    start = time.perf_counter()
-    load_model("smollm2-135m")
-    assert time.perf_counter() - start < 20  # cached: no GGUF dequantization again
+
+
+@pytest.mark.slow
+def test_smollm2_reload_uses_the_cache(smollm2, monkeypatch):
+    def no_rebuild(out):
+        raise AssertionError("the valid cache was rebuilt")
+
+    monkeypatch.setattr(models, "_build_smollm2", no_rebuild)
+    assert load_model("smollm2-135m").cfg.n_layers == 30
 
 
 def test_shared_tokenizer_is_smollm2s():

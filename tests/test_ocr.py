@@ -62,3 +62,12 @@ def test_cli_ocr_on_tiny_model(tmp_path, capsys):
     assert main(args) == 2  # the directory exists now: refused, not overwritten
     assert "overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
+
+
+@pytest.mark.slow
+def test_smollm2_learns_first_hop_facts(smollm2):
+    """The pilot of METHOD.md §6: lr 1e-4, 8 epochs learns the first-hop facts."""
+    result = verify_ocr(smollm2, first_hop(), lr=1e-4, epochs=8, progress=False)
+    assert result.table()[0]["facts"] > 5  # unknown before training
+    assert result.final()["facts"] <= 0.5
+    assert result.precheck["known_hop"] < 2  # it knows city -> language

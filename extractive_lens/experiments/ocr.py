@@ -46,6 +46,7 @@ class OCRResult:
         n_options: number of options per split (chance mean rank is ``(n - 1) / 2``).
         delta: the finetuned weight delta.
         seconds: wall time of the whole experiment.
+        precheck_sizes: ``(n_items, n_options)`` of each pre-check split (for ``capability``).
     """
 
     dataset: str
@@ -57,6 +58,7 @@ class OCRResult:
     n_options: dict[str, int]
     delta: WeightDelta = field(repr=False)
     seconds: float = 0.0
+    precheck_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def table(self) -> list[dict[str, float]]:
         """The per-epoch rows (epoch, loss, mean rank per tracked split)."""
@@ -95,6 +97,34 @@ class OCRResult:
             return head + f" - OCR: implications beat the control by {effect:.2f} ± {se:.2f} ranks."
         return head + f" - no OCR: implications vs control differ by {effect:.2f} ± {se:.2f} ranks."
 
+    def capability(self) -> str:
+        """The capability pre-check in plain words: can the model do the two-hop at all?
+
+        ``known_implications`` (the implication template on entities the model knows) within two
+        chance standard errors of chance means it cannot: OCR on new facts is then not expected.
+        """
+        parts = []
+        for name, what in (("known_implications", "the two-hop"), ("known_hop", "the base hop")):
+            if name not in self.precheck:
+                continue
+            rank = self.precheck[name]
+            n_items, n_options = self.precheck_sizes.get(name, (20, self.n_options[IMPLICATIONS]))
+            chance = (n_options - 1) / 2
+            se = math.sqrt((n_options**2 - 1) / 12 / max(n_items, 1))
+            numbers = f"{name} {rank:.2f}, chance {chance:.1f}"
+            if rank >= chance - 2 * se:
+                verdict = f"CANNOT do {what} on entities it already knows ({numbers})"
+                if name == "known_implications":
+                    verdict += ", so OCR on new facts is not expected"
+            elif rank > chance / 2:
+                verdict = f"does {what} on known entities only weakly ({numbers})"
+            else:
+                verdict = f"does {what} on known entities ({numbers})"
+            parts.append(verdict)
+        if not parts:
+            return f"{self.dataset}: no capability pre-check (the dataset has no known* splits)."
+        return f"{self.dataset} pre-check: the model " + "; it ".join(parts) + "."
+
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
         """Write ``results.json`` and ``delta.safetensors`` into a new directory."""
         out = prepare_output_dir(out_dir, overwrite)
@@ -116,6 +146,7 @@ class OCRResult:
             "n_options": self.n_options,
             "ocr_effect": {"control_minus_implication": effect, "standard_error": se},
             "verdict": self.verdict(),
+            "capability": self.capability(),
             "seconds": self.seconds,
             "provenance": provenance(),
         }
@@ -176,6 +207,9 @@ def verify_ocr(
         n_options={name: len(opts) for name, (_, opts) in tracked.items()},
         delta=run.delta,
         seconds=time.perf_counter() - start,
+        precheck_sizes={
+            name: (len(splits[name]), len(dataset.options_for(name))) for name in precheck
+        },
     )
 
 

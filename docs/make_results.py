@@ -1,0 +1,502 @@
+"""Regenerate the numbers of docs/results.md on SmolLM2-135M (or any model).
+
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python docs/make_results.py --stage all
+    HF_HUB_OFFLINE=1 .venv/bin/python docs/make_results.py --stage write   # tables only
+
+Every stage is a resumable sweep in ``--runs`` (default ``runs/results``): rerunning a stage skips
+the configurations already finished, so the script can be interrupted and restarted at any time.
+``--stage write`` only reads the stored runs and rewrites the generated blocks of
+``docs/results.md`` (between ``<!-- BEGIN name -->`` and ``<!-- END name -->``); the prose around
+them is written by hand and left alone.
+
+Stages (``--stage``): ``sweep`` (OCR learning-rate sweep, picks the best lr), ``sweep-best``
+(more seeds of the OCR runs at the chosen lr only), ``paraphrases``,
+``freezing``, ``ordering``, ``grafting`` (weight grafting and graft localisation from the same
+deltas), ``write``, ``all`` (everything in that order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from extractive_lens.experiments.common import (  # noqa: E402
+    format_cell,
+    markdown_table,
+    mean_spread,
+    mean_spread_table,
+)
+from extractive_lens.experiments.registry import Experiment  # noqa: E402
+from extractive_lens.experiments.sweep import load_sweep, sweep  # noqa: E402
+
+DOC = Path(__file__).with_name("results.md")
+LRS = [3e-5, 1e-4, 3e-4]
+SEEDS = [0, 1, 2]
+DATASETS = ["first_hop", "second_hop"]
+EPOCHS = 8
+ORDER_EPOCHS = 3  # phase-1 epochs per sub-phase of the ordering experiment (cost: 168 examples)
+ORDER_TRACK = 20  # training names tracked per epoch in the ordering experiment
+
+
+# ------------------------------------------------------------------- grafting + localisation
+
+
+@dataclass(frozen=True)
+class GraftAndLocalisation:
+    """Weight grafting and the graft localisation computed from the same four trainings."""
+
+    grafting: Any
+    localisation: Any
+
+    def summary(self) -> dict[str, float]:
+        out = dict(self.grafting.summary())
+        out.update({f"loc/{k}": v for k, v in self.localisation.summary().items()})
+        return out
+
+    def table(self) -> list[dict[str, Any]]:
+        return self.grafting.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment": "grafting+localisation",
+            "grafting": self.grafting.to_dict(),
+            "localisation": self.localisation.to_dict(),
+        }
+
+
+def _graft_and_localise(model, c, progress):
+    from extractive_lens.experiments.grafting import weight_grafting
+    from extractive_lens.experiments.localisation import graft_localisation
+
+    g = weight_grafting(model, progress=progress, **c)
+    loc = graft_localisation(model, c["dataset"], grafting=g, data_seed=c["data_seed"])
+    return GraftAndLocalisation(g, loc)
+
+
+GRAFT_LOC = Experiment(
+    "grafting+localisation",
+    _graft_and_localise,
+    {"dataset": "daxwug", "lr": 1e-4, "epochs": 8, "batch_size": 8, "seed": 0, "data_seed": 0},
+    "weight grafting and graft localisation from the same deltas",
+)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def best_lr(runs: Path) -> float:
+    """The swept lr with the largest OCR effect (control minus implication rank), averaged over
+    the datasets and seeds; ties go to the lower mean fact rank."""
+    records = [r for r in load_sweep(runs / "sweep") if r["status"] == "ok"]
+    if not records:
+        raise SystemExit("no finished sweep runs: run --stage sweep first")
+    by_lr: dict[float, list[dict]] = {}
+    for r in records:
+        by_lr.setdefault(r["config"]["lr"], []).append(r)
+    n_datasets = len({r["config"]["dataset"] for r in records})
+
+    def score(lr: float) -> tuple[float, float]:
+        rs = [r for r in by_lr[lr] if not r["config"]["paraphrases"]]
+        datasets = {r["config"]["dataset"] for r in rs}
+        if len(datasets) < n_datasets:
+            return (-math.inf, 0.0)
+        effect = sum(r["summary"]["ocr_effect"] for r in rs) / len(rs)
+        facts = sum(r["summary"]["facts"] for r in rs) / len(rs)
+        return (effect, -facts)
+
+    return max(by_lr, key=score)
+
+
+def run_stage(stage: str, model: Any, runs: Path, seeds: list[int], lr: float | None) -> None:
+    log = print
+    start = time.perf_counter()
+    if stage != "sweep" and lr is None:  # the sweep's best (read when the stage starts)
+        lr = best_lr(runs)
+    if stage == "sweep":
+        sweep(
+            "ocr",
+            {"dataset": DATASETS, "lr": LRS, "seed": seeds},
+            fixed={"epochs": EPOCHS},
+            model=model,
+            out_dir=runs / "sweep",
+            log=log,
+        )
+    elif stage == "sweep-best":  # more seeds at the chosen lr only (same directory, same keys)
+        sweep(
+            "ocr",
+            {"dataset": DATASETS, "lr": [lr], "seed": seeds},
+            fixed={"epochs": EPOCHS},
+            model=model,
+            out_dir=runs / "sweep",
+            log=log,
+        )
+    elif stage == "paraphrases":
+        sweep(
+            "ocr",
+            {"dataset": DATASETS, "seed": seeds},
+            fixed={"epochs": EPOCHS, "lr": lr, "paraphrases": True},
+            model=model,
+            out_dir=runs / "paraphrases",
+            log=log,
+        )
+    elif stage == "freezing":
+        sweep(
+            "freezing",
+            {"seed": seeds},
+            fixed={"epochs": EPOCHS, "lr": lr, "track": False},
+            model=model,
+            out_dir=runs / "freezing",
+            log=log,
+        )
+    elif stage == "ordering":
+        sweep(
+            "ordering",
+            {"seed": seeds},
+            fixed={
+                "epochs": ORDER_EPOCHS,
+                "finetune_epochs": EPOCHS,
+                "lr": lr,
+                "track_train": ORDER_TRACK,
+            },
+            model=model,
+            out_dir=runs / "ordering",
+            log=log,
+        )
+    elif stage == "grafting":
+        sweep(
+            GRAFT_LOC,
+            {"seed": seeds},
+            fixed={"epochs": EPOCHS, "lr": lr},
+            model=model,
+            out_dir=runs / "grafting",
+            log=log,
+        )
+    else:
+        raise SystemExit(f"unknown stage {stage}")
+    print(f"stage {stage}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _ok(runs: Path, name: str) -> list[dict]:
+    path = runs / name
+    if not (path / "runs").is_dir():
+        return []
+    return [r for r in load_sweep(path) if r["status"] == "ok"]
+
+
+def _wall(records: list[dict]) -> str:
+    if not records:
+        return "not run"
+    total = sum(r["seconds"] for r in records)
+    return f"{total / 60:.1f} min for {len(records)} runs ({total / len(records):.0f} s each)"
+
+
+def block_sweep(runs: Path) -> str:
+    records = _ok(runs, "sweep")
+    failed = [r for r in load_sweep(runs / "sweep") if r["status"] != "ok"] if records else []
+    rows = []
+    for dataset in DATASETS:
+        for lr in sorted({r["config"]["lr"] for r in records}):
+            rs = [
+                r for r in records if r["config"]["dataset"] == dataset and r["config"]["lr"] == lr
+            ]
+            n_failed = sum(
+                1 for r in failed if r["config"]["dataset"] == dataset and r["config"]["lr"] == lr
+            )
+            if not rs and not n_failed:
+                continue
+            row = {"dataset": dataset, "lr": f"{lr:g}", "seeds": len(rs), "diverged": n_failed}
+            for key, label in (
+                ("facts", "fact"),
+                ("implications", "impl."),
+                ("control_implications", "control"),
+                ("ocr_effect", "effect"),
+            ):
+                row[label] = mean_spread(r["summary"][key] for r in rs)
+            row["effect SE (items)"] = mean_spread(r["summary"]["ocr_effect_se"] for r in rs)
+            rows.append(row)
+    text = markdown_table(rows)
+    text += (
+        "\n\n`effect SE (items)`: the standard error of the paired effect over the 20 items of "
+        "one run (mean over seeds); `fact`, `impl.`, `control`, `effect`: mean ± std over seeds."
+    )
+    if records:
+        text += f"\n\nBest lr (largest mean OCR effect over both datasets): **{best_lr(runs):g}**."
+        text += f" Wall time: {_wall(records)}."
+        caps = {r["config"]["dataset"]: r["result"]["capability"] for r in records}
+        caps = dict(sorted(caps.items()))
+        text += "\n\nCapability pre-check (before training):\n\n" + "\n".join(
+            f"- {c}" for c in caps.values()
+        )
+    return text
+
+
+def block_paraphrases(runs: Path) -> str:
+    para = _ok(runs, "paraphrases")
+    if not para:
+        return "(not run)"
+    lr = para[0]["config"]["lr"]
+    plain = [r for r in _ok(runs, "sweep") if r["config"]["lr"] == lr]
+    rows = []
+    for dataset in DATASETS:
+        for label, rs in (("facts only", plain), ("+ paraphrases", para)):
+            rs = [r for r in rs if r["config"]["dataset"] == dataset]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "training data": label,
+                    "seeds": len(rs),
+                    "fact": mean_spread(r["summary"]["facts"] for r in rs),
+                    "impl.": mean_spread(r["summary"]["implications"] for r in rs),
+                    "control": mean_spread(r["summary"]["control_implications"] for r in rs),
+                    "effect": mean_spread(r["summary"]["ocr_effect"] for r in rs),
+                }
+            )
+    return (
+        markdown_table(rows) + f"\n\nlr {lr:g}, {EPOCHS} epochs. Wall time (paraphrase runs): "
+        f"{_wall(para)}."
+    )
+
+
+def block_freezing(runs: Path) -> str:
+    records = _ok(runs, "freezing")
+    if not records:
+        return "(not run)"
+    table = mean_spread_table([r["table"] for r in records])
+    cfg = records[0]["config"]
+    res = records[0]["result"]["config"]
+    columns = ["setting"] + [f"{d} {k}" for d in DATASETS for k in ("fact", "impl.", "control")]
+    columns += [f"paper {d} {k}" for d in DATASETS for k in ("fact", "impl.")]
+    return (
+        markdown_table(table, columns) + f"\n\nlr {cfg['lr']:g}, {cfg['epochs']} epochs, "
+        f"seeds {sorted(r['config']['seed'] for r in records)}; early = layers "
+        f"{res['early_layers'][0]}-{res['early_layers'][-1]}, late = layers "
+        f"{res['late_layers'][0]}-{res['late_layers'][-1]}. Wall time: {_wall(records)}."
+    )
+
+
+def block_ordering(runs: Path) -> str:
+    records = _ok(runs, "ordering")
+    if not records:
+        return "(not run)"
+    table = mean_spread_table([r["table"] for r in records])
+    cfg = records[0]["config"]
+    columns = [
+        "order",
+        "held-out impl.",
+        "held-out control",
+        "held-out fact",
+        "train fact (phase 1)",
+        "train impl. (phase 1)",
+        "paper held-out impl.",
+    ]
+    return (
+        markdown_table(table, columns) + f"\n\nlr {cfg['lr']:g}; phase 1: {cfg['epochs']} "
+        f"epochs per sub-phase on the 84 training names; phase 2: {cfg['finetune_epochs']} "
+        f"epochs on the 20 held-out facts; seeds {sorted(r['config']['seed'] for r in records)}"
+        f". Wall time: {_wall(records)}."
+    )
+
+
+def block_grafting(runs: Path) -> str:
+    records = _ok(runs, "grafting")
+    if not records:
+        return "(not run)"
+    table = mean_spread_table([r["table"] for r in records])
+    cfg = records[0]["config"]
+    checks = mean_spread_table([[r["result"]["grafting"]["training_checks"]] for r in records])[0]
+    checks_text = ", ".join(f"{k} {format_cell(v)}" for k, v in checks.items())
+    return (
+        markdown_table(table) + f"\n\nlr {cfg['lr']:g}, {cfg['epochs']} epochs per training, "
+        f"seeds {sorted(r['config']['seed'] for r in records)}. Each training's final rank on "
+        f"its own training split: {checks_text}. Wall time: {_wall(records)}."
+    )
+
+
+def block_localisation(runs: Path) -> str:
+    records = _ok(runs, "grafting")
+    if not records:
+        return "(not run)"
+    table = mean_spread_table([r["result"]["localisation"]["table"] for r in records])
+    for row in table:
+        row["cells"] = int(row["cells"]["mean"])
+    return markdown_table(table, ["components", "cells", "r", "r²", "slope", "paper r²"]) + (
+        '\n\nCells: (component, canonical position of "The zong of X1 .. X5 is"), scores '
+        "averaged over the 20 counterfactual implications; same deltas as the grafting table."
+    )
+
+
+def block_summary(runs: Path) -> str:
+    rows = []
+    for name, label in (
+        ("sweep", "OCR lr sweep"),
+        ("paraphrases", "paraphrase augmentation"),
+        ("freezing", "layer freezing"),
+        ("ordering", "data ordering"),
+        ("grafting", "grafting + localisation"),
+    ):
+        rows.append({"experiment": label, "wall time": _wall(_ok(runs, name))})
+    return markdown_table(rows)
+
+
+def _cell(records: list[dict], key: str) -> dict:
+    return mean_spread(r["summary"].get(key) for r in records if key in r["summary"])
+
+
+def block_key(runs: Path) -> str:
+    """The key numbers in one table: ours (mean ± spread over seeds) beside the paper's."""
+    rows = []
+    sweep_runs = _ok(runs, "sweep")
+    if sweep_runs:
+        lr = best_lr(runs)
+        for dataset, paper in (("first_hop", (0.0, 0.0)), ("second_hop", (0.0, 1.8))):
+            rs = [
+                r
+                for r in sweep_runs
+                if r["config"]["lr"] == lr and r["config"]["dataset"] == dataset
+            ]
+            rows.append(
+                {
+                    "what": f"OCR {dataset} (lr {lr:g}): fact / impl. / control",
+                    "ours": " / ".join(
+                        format_cell(_cell(rs, k))
+                        for k in ("facts", "implications", "control_implications")
+                    ),
+                    "paper (OLMo-7B)": f"{paper[0]:.2f} / {paper[1]:.2f} / -",
+                }
+            )
+    freezing = _ok(runs, "freezing")
+    for mode, dataset, paper in (
+        ("early_frozen", "first_hop", 6.50),
+        ("late_frozen", "first_hop", 0.10),
+        ("early_frozen", "second_hop", 0.50),
+        ("late_frozen", "second_hop", 6.60),
+    ):
+        if freezing:
+            rows.append(
+                {
+                    "what": f"freezing {mode.replace('_', ' ')}: {dataset} impl. (control)",
+                    "ours": f"{format_cell(_cell(freezing, f'{dataset}/{mode}/implications'))}"
+                    f" ({format_cell(_cell(freezing, f'{dataset}/{mode}/control_implications'))})",
+                    "paper (OLMo-7B)": f"{paper:.2f}",
+                }
+            )
+    ordering = _ok(runs, "ordering")
+    for order, paper in (("joint", 0.8), ("facts_first", 1.3), ("implications_first", 6.4)):
+        if ordering:
+            rows.append(
+                {
+                    "what": f"ordering {order}: held-out impl. (control)",
+                    "ours": f"{format_cell(_cell(ordering, f'{order}/implications'))} "
+                    f"({format_cell(_cell(ordering, f'{order}/control_implications'))})",
+                    "paper (OLMo-7B)": f"{paper:.2f}",
+                }
+            )
+    grafting = _ok(runs, "grafting")
+    if grafting:
+        for row, paper in (("counterfactual", 9.12), ("graft", 1.13), ("control", 8.42)):
+            rows.append(
+                {
+                    "what": f"grafting {row}: I(F') (control I(F'))",
+                    "ours": f"{format_cell(_cell(grafting, f'{row}/counterfactual_implications'))}"
+                    f" ({format_cell(_cell(grafting, f'{row}/counterfactual_control'))})",
+                    "paper (OLMo-7B)": f"{paper:.2f}",
+                }
+            )
+        rows.append(
+            {
+                "what": "grafting graft: I(F), the implications it was trained on",
+                "ours": format_cell(_cell(grafting, "graft/implications")),
+                "paper (OLMo-7B)": "3.31",
+            }
+        )
+        for kind, paper in (("MLPs", 0.49), ("heads", 0.28)):
+            rows.append(
+                {
+                    "what": f"graft localisation r² ({kind})",
+                    "ours": format_cell(_cell(grafting, f"loc/r2/{kind}")),
+                    "paper (OLMo-7B)": f"{paper:.2f}",
+                }
+            )
+    return markdown_table(rows) if rows else "(not run)"
+
+
+BLOCKS = {
+    "sweep": block_sweep,
+    "paraphrases": block_paraphrases,
+    "freezing": block_freezing,
+    "ordering": block_ordering,
+    "grafting": block_grafting,
+    "localisation": block_localisation,
+    "walltime": block_summary,
+    "key": block_key,
+}
+
+
+def write(runs: Path, doc: Path = DOC) -> None:
+    text = doc.read_text() if doc.exists() else ""
+    for name, block in BLOCKS.items():
+        begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+        if begin not in text:
+            text += f"\n{begin}\n{end}\n"
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{begin}\n{block(runs)}\n{end}{tail}"
+    doc.write_text(text)
+    print(f"wrote {doc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--stage",
+        default=["all"],
+        nargs="+",
+        choices=[
+            "all",
+            "sweep",
+            "sweep-best",
+            "paraphrases",
+            "freezing",
+            "ordering",
+            "grafting",
+            "write",
+        ],
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="lr of the experiments after the sweep (default: the sweep's best)",
+    )
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--runs", type=Path, default=Path("runs/results"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    parser.add_argument("--doc", type=Path, default=DOC)
+    args = parser.parse_args(argv)
+    order = ["sweep", "grafting", "freezing", "ordering", "paraphrases"]
+    stages = order if "all" in args.stage else [s for s in args.stage if s != "write"]
+    if stages:
+        from extractive_lens.models import load_model
+
+        model = load_model(args.model)
+        for stage in stages:
+            run_stage(stage, model, args.runs, args.seeds, args.lr)
+    write(args.runs, args.doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

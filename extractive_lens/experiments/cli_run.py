@@ -1,0 +1,174 @@
+"""The ``extractive-lens run`` subcommand: any experiment, or a sweep, from a config file.
+
+    extractive-lens run freezing --model smollm2-135m --config freezing.yaml --out runs/freezing
+    extractive-lens run grafting --model tiny --set lr=3e-3 --set epochs=2 --out runs/graft
+    extractive-lens run sweep --model smollm2-135m --config sweep.yaml --out runs/sweep-ocr
+
+``--config`` is a JSON or YAML mapping of the experiment's keys (``--list`` prints them with their
+defaults); ``--set KEY=VALUE`` overrides single keys. A sweep's config holds ``experiment``,
+``grid`` and optionally ``fixed`` (see ``experiments.config``); its ``--out`` directory is
+resumable: running the same command again skips the finished configurations.
+
+Wiring into ``extractive_lens.cli``::
+
+    from extractive_lens.experiments.cli_run import add_run_parser, run_command
+    add_run_parser(sub)                    # in build_parser()
+    if args.command == "run": return run_command(args)   # in main()
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXPERIMENT_CHOICES = ("ocr", "freezing", "ordering", "grafting", "localisation", "sweep")
+
+
+def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``run`` subcommand to an ``argparse`` subparsers object; returns its parser."""
+    p = subparsers.add_parser(
+        "run",
+        help="run an experiment (ocr, freezing, ordering, grafting, localisation) or a sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("experiment", choices=EXPERIMENT_CHOICES)
+    p.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="smollm2-135m (default), tiny, tiny-gpt2, a local directory, or a hub id",
+    )
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda (default: cpu)")
+    p.add_argument("--dtype", default="float32", choices=("bfloat16", "float16", "float32"))
+    p.add_argument("--config", type=Path, default=None, help="a .json / .yaml / .yml file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key (repeatable; the value is read as YAML)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (new, unless --overwrite; a sweep's may be resumed)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument(
+        "--save-deltas",
+        action="store_true",
+        help="also save the trained weight deltas (large for real models)",
+    )
+    p.add_argument("--list", action="store_true", help="print the config keys and defaults")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Execute ``extractive-lens run``; returns the exit status (2 on a usage or data error)."""
+    try:
+        return _run(args)
+    except (ValueError, KeyError, FileExistsError, RuntimeError, TypeError) as err:
+        print(f"extractive-lens run: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from extractive_lens.experiments.config import load_config, parse_overrides
+    from extractive_lens.experiments.registry import EXPERIMENTS, get_experiment
+
+    config = load_config(args.config) if args.config else {}
+    config.update(parse_overrides(args.overrides))
+    if args.list:
+        names = [args.experiment] if args.experiment != "sweep" else list(EXPERIMENTS)
+        for name in names:
+            spec = EXPERIMENTS[name]
+            print(f"{name}: {spec.description}")
+            for key, value in spec.defaults.items():
+                print(f"  {key} = {value!r}")
+        return 0
+    if args.experiment == "sweep":
+        return _sweep(args, config)
+    spec = get_experiment(args.experiment)
+    full = spec.config(config)  # unknown keys fail before the model is loaded
+    out = None
+    if args.out is not None:
+        from extractive_lens.results import prepare_output_dir
+
+        out = prepare_output_dir(args.out, args.overwrite)
+    model = _load(args)
+    start = time.perf_counter()
+    result = spec.run(model, full, not args.quiet)
+    _print_result(result)
+    print(f"\n{spec.name}: wall time {time.perf_counter() - start:.1f} s")
+    if out is not None:
+        if spec.name == "ocr":
+            result.save(out, overwrite=True)
+        else:
+            result.save(out, overwrite=True, save_deltas=args.save_deltas)
+        print(f"results in {out}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from extractive_lens.experiments.sweep import sweep
+
+    unknown = sorted(set(config) - {"experiment", "grid", "fixed"})
+    if unknown:
+        raise ValueError(f"a sweep config holds experiment, grid and fixed; unknown keys {unknown}")
+    if "experiment" not in config or "grid" not in config:
+        raise ValueError("a sweep config needs 'experiment' and 'grid' (see --help)")
+    if args.out is None:
+        raise ValueError("a sweep needs --out (the resumable sweep directory)")
+    if args.overwrite and args.out.exists():
+        import shutil
+
+        shutil.rmtree(args.out)
+    model = _load(args)
+    result = sweep(
+        config["experiment"],
+        config["grid"],
+        fixed=config.get("fixed") or {},
+        model=model,
+        out_dir=args.out,
+        progress=not args.quiet,
+        log=print,
+    )
+    print()
+    print(result.markdown())
+    print(
+        f"\nsweep: {len(result.records)} configurations ({result.n_resumed} resumed), "
+        f"wall time {result.seconds:.1f} s; results in {args.out}"
+    )
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    import torch
+
+    from extractive_lens.models import load_model
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    start = time.perf_counter()
+    model = load_model(args.model, device=args.device, dtype=dtypes[args.dtype])
+    print(
+        f"model {args.model}: {model.cfg.n_layers} layers, loaded in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    return model
+
+
+def _print_result(result: Any) -> None:
+    from extractive_lens.experiments.common import markdown_table
+    from extractive_lens.experiments.registry import result_table
+
+    print()
+    print(markdown_table(result_table(result)))
+    for extra in ("verdict", "capability"):
+        if hasattr(result, extra):
+            print(getattr(result, extra)())

@@ -1,0 +1,326 @@
+"""Experiment 4 (METHOD.md §5.4): data ordering — must facts come before their implications?
+
+On the dax / wug / zong dataset (``data.daxwug``), continue training on the 84 training names in
+one of three orders, then finetune on the facts of the 20 held-out names and measure their
+implications (``zong``), which were never trained for those names:
+
+- **joint**: the training facts (dax) and implications (zong) shuffled together, ``epochs`` epochs;
+- **facts_first**: ``epochs`` epochs of training facts, then ``epochs`` of training implications;
+- **implications_first**: the other way round.
+
+Every phase starts a fresh Adam optimiser; every training example is seen ``epochs`` times in
+each order. Phase 2 (all orders): ``finetune_epochs`` epochs on the held-out facts. The mean rank
+of the training facts / implications, the held-out facts / implications and the deranged-pairing
+control are tracked after every epoch of every phase. The paper (OLMo-7B) finds the held-out
+implication rank about 0.8 joint, 1.3 facts-first and 6.4 implications-first.
+
+>>> from extractive_lens import tiny_model, daxwug
+>>> from extractive_lens.experiments.ordering import data_ordering
+>>> result = data_ordering(tiny_model(), daxwug(), orders=["joint"], lr=3e-3, epochs=1,
+...                        progress=False)
+>>> [p["split"] for p in result.phases["joint"]]
+['train_facts+train_implications', 'facts']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from transformer_lens.model_bridge import TransformerBridge
+
+from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset, daxwug
+from extractive_lens.delta import WeightDelta
+from extractive_lens.experiments.common import (
+    base_dict,
+    chance,
+    mean,
+    paired_effect,
+    require_splits,
+    resolve_dataset,
+    save_result,
+)
+from extractive_lens.experiments.figures import curves_figure
+from extractive_lens.metrics import ranks
+from extractive_lens.models import model_identity
+from extractive_lens.training import finetune
+
+TRAIN_FACTS = "train_facts"
+TRAIN_IMPLICATIONS = "train_implications"
+
+#: Order name -> the phase-1 sub-phases, each a tuple of the splits trained together.
+ORDERS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "joint": ((TRAIN_FACTS, TRAIN_IMPLICATIONS),),
+    "facts_first": ((TRAIN_FACTS,), (TRAIN_IMPLICATIONS,)),
+    "implications_first": ((TRAIN_IMPLICATIONS,), (TRAIN_FACTS,)),
+}
+
+#: The paper's held-out implication mean rank per order (OLMo-7B, METHOD.md §5.4).
+PAPER = {"joint": 0.8, "facts_first": 1.3, "implications_first": 6.4}
+
+#: Splits tracked through every phase, in table order.
+TRACKED = (TRAIN_FACTS, TRAIN_IMPLICATIONS, FACTS, IMPLICATIONS, CONTROL)
+LABELS = {
+    TRAIN_FACTS: "train facts (84 names)",
+    TRAIN_IMPLICATIONS: "train implications (84 names)",
+    FACTS: "held-out facts",
+    IMPLICATIONS: "held-out implications",
+    CONTROL: "held-out control",
+}
+
+
+@dataclass(frozen=True)
+class OrderingResult:
+    """What ``data_ordering`` measured.
+
+    Attributes:
+        model: the model's identity.
+        config: lr, epochs, finetune_epochs, batch size, seed, dataset seed, orders.
+        dataset: the dataset's name.
+        phases: order -> one record per training phase: ``split`` (the splits trained, joined
+            by ``+``), ``n_train`` (examples), ``epochs``, ``seconds``.
+        history: order -> one row per epoch over all phases: ``epoch`` (cumulative),
+            ``examples_seen`` (cumulative), ``phase`` (index), ``loss``, and the mean rank of
+            each tracked split (``train_facts``, ``train_implications``, ``facts``,
+            ``implications``, ``control_implications``). Row 0 is before any training.
+        final_ranks: order -> split -> per-item ranks after phase 2.
+        n_options: split -> number of options.
+        seconds: wall time of the whole experiment.
+        deltas: order -> the total change (sum of the phases' deltas; not saved by default).
+    """
+
+    model: dict[str, Any]
+    config: dict[str, Any]
+    dataset: str
+    phases: dict[str, list[dict[str, Any]]]
+    history: dict[str, list[dict[str, float]]]
+    final_ranks: dict[str, dict[str, list[int]]]
+    n_options: dict[str, int]
+    seconds: float = 0.0
+    deltas: dict[str, WeightDelta] = field(default_factory=dict, repr=False)
+
+    def final(self) -> dict[str, dict[str, float]]:
+        """order -> split -> mean rank after phase 2."""
+        return {o: {s: mean(r) for s, r in sp.items()} for o, sp in self.final_ranks.items()}
+
+    def after_phase1(self) -> dict[str, dict[str, float]]:
+        """order -> split -> mean rank at the end of continued training (before phase 2)."""
+        out = {}
+        for order, rows in self.history.items():
+            last = max(i for i, p in enumerate(self.phases[order]) if p["stage"] == 1)
+            row = [r for r in rows if r["phase"] == last][-1]
+            out[order] = {s: row[s] for s in TRACKED if s in row}
+        return out
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per order: held-out implication / control / fact rank after phase 2, the
+        training-name ranks after phase 1, the paired OCR effect, and the paper's number."""
+        final, mid = self.final(), self.after_phase1()
+        rows = []
+        for order in self.final_ranks:
+            ranks = self.final_ranks[order]
+            effect, se = paired_effect(ranks.get(IMPLICATIONS, []), ranks.get(CONTROL, []))
+            rows.append(
+                {
+                    "order": order,
+                    "held-out impl.": final[order].get(IMPLICATIONS),
+                    "held-out control": final[order].get(CONTROL),
+                    "held-out fact": final[order].get(FACTS),
+                    "train fact (phase 1)": mid[order].get(TRAIN_FACTS),
+                    "train impl. (phase 1)": mid[order].get(TRAIN_IMPLICATIONS),
+                    "ocr effect": effect,
+                    "ocr effect se": se,
+                    "paper held-out impl.": PAPER.get(order),
+                }
+            )
+        return rows
+
+    def summary(self) -> dict[str, float]:
+        """Flat metrics ``<order>/<split>`` (final mean rank), ``<order>/phase1/<split>`` and
+        ``<order>/ocr_effect``, for sweeps."""
+        out: dict[str, float] = {}
+        mid = self.after_phase1()
+        for order, splits in self.final().items():
+            out.update({f"{order}/{s}": v for s, v in splits.items()})
+            out.update({f"{order}/phase1/{s}": v for s, v in mid[order].items()})
+            ranks = self.final_ranks[order]
+            out[f"{order}/ocr_effect"] = paired_effect(
+                ranks.get(IMPLICATIONS, []), ranks.get(CONTROL, [])
+            )[0]
+        return out
+
+    def figure(self) -> go.Figure:
+        """Curves: one panel per tracked split, one line per order, against training examples
+        seen (so phase 2 starts at the same x for every order); dotted lines mark phase ends."""
+        panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+        for split in TRACKED:
+            panel = {}
+            for order, rows in self.history.items():
+                pts = [(r["examples_seen"], r[split]) for r in rows if split in r]
+                if pts:
+                    panel[order] = ([p[0] for p in pts], [p[1] for p in pts])
+            if panel:
+                panels[LABELS[split]] = panel
+        vlines = {order: _phase_ends(rows)[:-1] for order, rows in self.history.items()}
+        hlines = {LABELS[s]: chance(n) for s, n in self.n_options.items() if s in LABELS}
+        return curves_figure(
+            panels,
+            x_title="training examples seen",
+            hlines=hlines,
+            vlines=vlines,
+            cols=3,
+            title=f"Data ordering on {self.model['name']} (dotted: end of each phase)",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **base_dict("ordering", self),
+            "dataset": self.dataset,
+            "table": self.table(),
+            "summary": self.summary(),
+            "phases": self.phases,
+            "history": self.history,
+            "final_ranks": self.final_ranks,
+            "n_options": self.n_options,
+            "paper": PAPER,
+        }
+
+    def save(self, out_dir: str | Path, overwrite: bool = False, save_deltas: bool = False) -> Path:
+        """Write ``results.json`` and ``figure.html`` (and, with ``save_deltas``, the deltas)."""
+        return save_result(
+            self, out_dir, overwrite=overwrite, deltas=self.deltas if save_deltas else None
+        )
+
+
+def _phase_ends(rows: list[dict[str, float]]) -> list[float]:
+    ends = []
+    for a, b in zip(rows, rows[1:], strict=False):
+        if b["phase"] != a["phase"]:
+            ends.append(a["examples_seen"])
+    return [*ends, rows[-1]["examples_seen"]]
+
+
+def data_ordering(
+    model: TransformerBridge,
+    dataset: OCRDataset | str | None = None,
+    *,
+    orders: Sequence[str] = tuple(ORDERS),
+    lr: float = 1e-4,
+    epochs: int = 8,
+    finetune_epochs: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    data_seed: int = 0,
+    track_train: int | None = None,
+    eval_batch_size: int = 32,
+    progress: bool = True,
+) -> OrderingResult:
+    """Run continued training in each order, then finetune on the held-out facts.
+
+    Args:
+        model: the model; its weights are unchanged afterwards.
+        dataset: needs ``train_facts``, ``train_implications``, ``facts``, ``implications``
+            (default: ``daxwug(data_seed)``).
+        orders: a subset of ``ORDERS`` (``joint``, ``facts_first``, ``implications_first``).
+        epochs: epochs of each phase-1 sub-phase (so each training example is seen ``epochs``
+            times in every order).
+        finetune_epochs: epochs of phase 2 on the held-out facts (default: ``epochs``).
+        seed: shuffling seed, the same for every phase.
+        track_train: track the training facts / implications on their first ``track_train``
+            names only (default: all 84); training always uses every name.
+    """
+    start = time.perf_counter()
+    ds = resolve_dataset(dataset if dataset is not None else daxwug(data_seed), data_seed)
+    require_splits(ds, (TRAIN_FACTS, TRAIN_IMPLICATIONS, FACTS, IMPLICATIONS), "data_ordering")
+    orders = list(orders)
+    unknown = [o for o in orders if o not in ORDERS]
+    if unknown or not orders:
+        raise ValueError(f"orders must be a non-empty subset of {list(ORDERS)}, got {orders}")
+    finetune_epochs = epochs if finetune_epochs is None else finetune_epochs
+    tracked_names = [s for s in TRACKED if s in ds.splits()]
+    if track_train is not None and track_train < 1:
+        raise ValueError(f"track_train must be >= 1 or None, got {track_train}")
+    tracked = {
+        s: (
+            ds.split(s).examples[: track_train if s.startswith("train") else None],
+            ds.options_for(s),
+        )
+        for s in tracked_names
+    }
+    phases: dict[str, list[dict[str, Any]]] = {}
+    history: dict[str, list[dict[str, float]]] = {}
+    final_ranks: dict[str, dict[str, list[int]]] = {}
+    deltas: dict[str, WeightDelta] = {}
+    for order in orders:
+        plan = [(splits, epochs, 1) for splits in ORDERS[order]] + [((FACTS,), finetune_epochs, 2)]
+        rows: list[dict[str, float]] = []
+        records: list[dict[str, Any]] = []
+        total: WeightDelta | None = None
+        seen = 0
+        with contextlib.ExitStack() as stack:  # each phase trains on top of the previous ones
+            for index, (splits, n_epochs, stage) in enumerate(plan):
+                train = tuple(ex for s in splits for ex in ds.split(s).examples)
+                run = finetune(
+                    model,
+                    train,
+                    lr=lr,
+                    epochs=n_epochs,
+                    batch_size=batch_size,
+                    seed=seed,
+                    eval_sets=tracked,
+                    eval_batch_size=eval_batch_size,
+                    progress=progress,
+                )
+                for row in run.history:
+                    if rows and row["epoch"] == 0:
+                        continue  # the previous phase's last row already holds these numbers
+                    clean = {k.removeprefix("rank/"): v for k, v in row.items()}
+                    clean.update(
+                        epoch=len(rows), phase=index, examples_seen=seen + row["epoch"] * len(train)
+                    )
+                    rows.append(clean)
+                seen += n_epochs * len(train)
+                records.append(
+                    {
+                        "split": "+".join(splits),
+                        "n_train": len(train),
+                        "epochs": n_epochs,
+                        "stage": stage,
+                        "seconds": run.seconds,
+                    }
+                )
+                total = run.delta if total is None else total + run.delta
+                stack.enter_context(run.delta.applied(model))
+            final_ranks[order] = {
+                s: ranks(model, ex, opts, batch_size=eval_batch_size).tolist()
+                for s, (ex, opts) in tracked.items()
+            }
+        phases[order], history[order], deltas[order] = records, rows, total
+    config = {
+        "lr": lr,
+        "epochs": epochs,
+        "finetune_epochs": finetune_epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "data_seed": ds.seed,
+        "orders": orders,
+        "trainable": "block linear weights",
+        "optimizer": "fresh Adam per phase",
+        "track_train": track_train,
+    }
+    return OrderingResult(
+        model=model_identity(model),
+        config=config,
+        dataset=ds.name,
+        phases=phases,
+        history=history,
+        final_ranks=final_ranks,
+        n_options={s: len(ds.options_for(s)) for s in tracked_names},
+        seconds=time.perf_counter() - start,
+        deltas=deltas,
+    )

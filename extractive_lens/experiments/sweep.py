@@ -1,0 +1,419 @@
+"""Sweeps: run an experiment over a grid of configurations, resumably, and aggregate over seeds.
+
+>>> from extractive_lens.experiments.sweep import sweep
+>>> result = sweep("ocr", {"lr": [1e-3, 3e-3], "seed": [0, 1]}, model="tiny",
+...                out_dir="runs/sweep", fixed={"epochs": 1})  # doctest: +SKIP
+>>> result.table()  # one row per (lr), mean ± spread over seeds  # doctest: +SKIP
+
+**Resuming.** Every finished configuration is written at once to
+``<out_dir>/runs/<key>.json``, where ``key`` is a hash of the experiment name and the full
+configuration (defaults included). Running the same sweep again loads those files instead of
+recomputing, so an interrupted sweep continues where it stopped. ``<out_dir>/sweep.json`` records
+the experiment and the model; a directory made for another experiment or model is refused.
+A run whose training diverged (``FloatingPointError``) is recorded as ``"status": "failed"`` and
+not retried (it is deterministic) unless ``retry_failed=True``; other errors stop the sweep.
+
+**Executors.** ``executor`` runs the configurations. It is either a callable
+``executor(fn, configs) -> iterable of records`` (records may come in any order; the default,
+``local_executor``, runs them one after another in this process), or a
+``concurrent.futures.Executor`` (``fn`` is submitted once per configuration). ``fn`` is a picklable
+``SweepTask``; with a process pool or a cluster give ``model`` as a name or directory, which each
+worker loads once, rather than a loaded model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from transformer_lens.model_bridge import TransformerBridge
+
+from extractive_lens.experiments.common import markdown_table, mean_spread, mean_spread_table
+from extractive_lens.experiments.figures import grid_figure
+from extractive_lens.experiments.registry import (
+    Experiment,
+    get_experiment,
+    result_table,
+    summarize,
+)
+from extractive_lens.results import provenance, write_json
+
+Record = dict[str, Any]
+Task = Callable[[dict[str, Any]], Record]
+ExecutorLike = Callable[[Task, list[dict[str, Any]]], Iterable[Record]]
+
+#: Configuration keys averaged over in ``SweepResult.table``.
+OVER = ("seed",)
+
+
+def config_key(experiment: str, config: Mapping[str, Any]) -> str:
+    """A stable 16-hex-digit hash of the experiment name and its full configuration."""
+    text = json.dumps(
+        {"experiment": experiment, "config": config},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def grid_configs(
+    spec: Experiment, grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every full configuration of the grid (cartesian product, in the grid's key order)."""
+    fixed = dict(fixed or {})
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError("sweep: grid must be a non-empty mapping key -> list of values")
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise ValueError(f"sweep: keys {both} are both swept (grid) and fixed")
+    for key, values in grid.items():
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"sweep: grid[{key!r}] must be a non-empty list, got {values!r}")
+    spec.config({**fixed, **{k: v[0] for k, v in grid.items()}})  # unknown keys fail here
+    configs = []
+    for point in itertools.product(*grid.values()):
+        configs.append(spec.config({**fixed, **dict(zip(grid, point, strict=True))}))
+    keys = [config_key(spec.name, c) for c in configs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("sweep: the grid repeats a configuration (duplicate values?)")
+    return configs
+
+
+def local_executor(
+    fn: Callable[[dict[str, Any]], Record], configs: list[dict[str, Any]]
+) -> Iterator[Record]:
+    """Run the configurations one after another in this process (the default executor)."""
+    for config in configs:
+        yield fn(config)
+
+
+def _as_executor(executor: Executor | ExecutorLike | None) -> ExecutorLike:
+    if executor is None:
+        return local_executor
+    if isinstance(executor, Executor) or hasattr(executor, "submit"):
+
+        def run(fn: Callable, configs: list[dict[str, Any]]) -> Iterator[Record]:
+            futures = [executor.submit(fn, c) for c in configs]
+            for future in as_completed(futures):
+                yield future.result()
+
+        return run
+    if callable(executor):
+        return executor
+    raise TypeError(f"executor must be a callable or a concurrent.futures.Executor: {executor!r}")
+
+
+_MODELS: dict[str, TransformerBridge] = {}
+
+
+@dataclass
+class SweepTask:
+    """Runs one configuration and returns its record; picklable when ``model`` is a string."""
+
+    experiment: str | Experiment
+    model: str | TransformerBridge
+    progress: bool = False
+
+    def load(self) -> TransformerBridge:
+        if not isinstance(self.model, str):
+            return self.model
+        if self.model not in _MODELS:
+            from extractive_lens.models import load_model
+
+            _MODELS[self.model] = load_model(self.model)
+        return _MODELS[self.model]
+
+    def __call__(self, config: dict[str, Any]) -> Record:
+        spec = get_experiment(self.experiment)
+        record: Record = {
+            "key": config_key(spec.name, config),
+            "experiment": spec.name,
+            "config": config,
+        }
+        start = time.perf_counter()
+        try:
+            result = spec.run(self.load(), dict(config), self.progress)
+        except FloatingPointError as err:
+            record.update(status="failed", error=str(err), seconds=time.perf_counter() - start)
+            return record
+        record.update(
+            status="ok",
+            summary=summarize(result),
+            table=result_table(result),
+            result=result.to_dict(),
+            seconds=time.perf_counter() - start,
+        )
+        return json.loads(json.dumps(record, default=_jsonable))
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def model_label(model: str | TransformerBridge) -> str:
+    if isinstance(model, str):
+        return model
+    return str(model.cfg.model_name)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The records of a sweep and their aggregation over seeds.
+
+    Attributes:
+        experiment: the experiment's name.
+        model: the model's label (name given, or the loaded model's ``cfg.model_name``).
+        grid: the swept keys and their values.
+        fixed: the fixed keys.
+        records: one per configuration, in grid order: ``key``, ``config``, ``status``
+            (``ok`` / ``failed``), ``summary`` (flat metrics), ``table``, ``result`` (the full
+            ``to_dict()``), ``seconds``; failed ones carry ``error``.
+        out_dir: the sweep directory.
+        n_resumed: configurations loaded from earlier runs instead of run.
+        seconds: wall time of this call (resumed configurations cost ~0).
+    """
+
+    experiment: str
+    model: str
+    grid: dict[str, list[Any]]
+    fixed: dict[str, Any]
+    records: tuple[Record, ...] = field(repr=False)
+    out_dir: Path | None = None
+    n_resumed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def group_keys(self) -> list[str]:
+        """The swept keys a table row is labelled by (the grid keys except ``seed``)."""
+        return [k for k in self.grid if k not in OVER]
+
+    def metrics(self) -> list[str]:
+        """Every summary metric name, in first-seen order."""
+        names: dict[str, None] = {}
+        for r in self.records:
+            names.update(dict.fromkeys(r.get("summary", {})))
+        return list(names)
+
+    def table(self, metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One row per configuration without the seed: its swept values, ``n`` (finished runs),
+        ``failed`` and, per metric, ``{"mean", "std", "min", "max", "n"}`` over the seeds."""
+        metrics = list(metrics or self.metrics())
+        unknown = [m for m in metrics if m not in self.metrics()]
+        if unknown:
+            raise KeyError(f"no metrics {unknown}; the sweep has {self.metrics()}")
+        groups: dict[str, list[Record]] = {}
+        for r in self.records:
+            label = json.dumps([r["config"].get(k) for k in self.group_keys], default=str)
+            groups.setdefault(label, []).append(r)
+        rows = []
+        for records in groups.values():
+            ok = [r for r in records if r["status"] == "ok"]
+            row: dict[str, Any] = {k: records[0]["config"].get(k) for k in self.group_keys}
+            row["n"] = len(ok)
+            row["failed"] = len(records) - len(ok)
+            for m in metrics:
+                row[m] = mean_spread(
+                    r["summary"].get(m) for r in ok if r["summary"].get(m) is not None
+                )
+            rows.append(row)
+        return rows
+
+    def seed_table(self, **where: Any) -> list[dict[str, Any]]:
+        """The experiment's own ``table()`` with every numeric cell as mean ± spread over the
+        finished runs matching ``where`` (config key -> value), e.g. ``seed_table(lr=1e-4)``."""
+        chosen = [
+            r
+            for r in self.records
+            if r["status"] == "ok" and all(r["config"].get(k) == v for k, v in where.items())
+        ]
+        if not chosen:
+            raise ValueError(f"no finished runs match {where}")
+        return mean_spread_table([r["table"] for r in chosen])
+
+    def best(
+        self,
+        metric: str,
+        *,
+        minimize: bool = True,
+        where: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The table row with the best mean of ``metric`` (optionally among rows matching
+        ``where``); rows without finished runs are skipped."""
+        rows = [
+            r
+            for r in self.table([metric])
+            if r["n"]
+            and all(r.get(k) == v for k, v in (where or {}).items())
+            and not math.isnan(r[metric]["mean"])
+        ]
+        if not rows:
+            raise ValueError(f"no finished runs for {metric!r} matching {where}")
+        return (min if minimize else max)(rows, key=lambda r: r[metric]["mean"])
+
+    def markdown(self, metrics: Sequence[str] | None = None, digits: int = 2) -> str:
+        rows = self.table(metrics)
+        return markdown_table(rows, digits=digits)
+
+    def figure(
+        self, metrics: Sequence[str] | None = None, x: str | None = None, y: str | None = None
+    ) -> go.Figure:
+        """Heatmaps of the mean (text: mean ± std) over two swept keys, one per metric.
+
+        ``x`` defaults to ``lr`` if swept (else the first group key), ``y`` to the next one.
+        Default metrics: the first four.
+        """
+        keys = self.group_keys or list(self.grid)
+        x = x or ("lr" if "lr" in keys else keys[0])
+        rest = [k for k in keys if k != x]
+        y = y if y is not None else (rest[0] if rest else None)
+        metrics = list(metrics or self.metrics()[:4])
+        cells = self.table(metrics)
+        return grid_figure(
+            cells,
+            x=x,
+            y=y,
+            metrics=metrics,
+            title=f"Sweep of {self.experiment} on {self.model} (mean over seeds)",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment": f"sweep/{self.experiment}",
+            "model": self.model,
+            "grid": self.grid,
+            "fixed": self.fixed,
+            "table": self.table(),
+            "n_configs": len(self.records),
+            "n_resumed": self.n_resumed,
+            "seconds": self.seconds,
+            "run_seconds": sum(r.get("seconds", 0.0) for r in self.records),
+            "keys": [r["key"] for r in self.records],
+            "provenance": provenance(),
+        }
+
+    def save(self, out_dir: str | Path | None = None) -> Path:
+        """Write ``summary.json``, ``table.md`` and ``figure.html`` (into the sweep directory)."""
+        out = Path(out_dir or self.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "summary.json", self.to_dict())
+        (out / "table.md").write_text(self.markdown() + "\n")
+        try:
+            self.figure().write_html(out / "figure.html", include_plotlyjs="cdn")
+        except Exception as err:
+            (out / "figure.error.txt").write_text(f"{type(err).__name__}: {err}\n")
+        return out
+
+
+def sweep(
+    experiment: str | Experiment,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    model: str | TransformerBridge,
+    out_dir: str | Path,
+    fixed: Mapping[str, Any] | None = None,
+    executor: Executor | ExecutorLike | None = None,
+    retry_failed: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Run ``experiment`` on every configuration of ``grid`` (see the module doc).
+
+    Args:
+        experiment: a name in ``registry.EXPERIMENTS`` or an ``Experiment``.
+        grid: configuration key -> non-empty list of values (e.g. ``lr``, ``epochs``, ``seed``,
+            ``dataset``); the cartesian product is run. Unknown keys raise ``ValueError``.
+        model: a loaded model, or a name / directory for ``load_model`` (loaded once per process).
+        out_dir: the sweep directory; finished configurations in it are reused.
+        fixed: further configuration values shared by all runs.
+        executor: how to run the configurations (module doc); default: here, one by one.
+        retry_failed: rerun configurations recorded as failed (diverged).
+        log: called with one line per configuration (e.g. ``print``).
+    """
+    start = time.perf_counter()
+    spec = get_experiment(experiment)
+    configs = grid_configs(spec, grid, fixed)
+    if isinstance(executor, ProcessPoolExecutor) and not isinstance(model, str):
+        raise ValueError(
+            "sweep: with a process pool give model as a name or directory (each worker loads it "
+            "once); a loaded model cannot be sent to other processes"
+        )
+    out = Path(out_dir)
+    runs = out / "runs"
+    label = model_label(model)
+    manifest = {"experiment": spec.name, "model": label}
+    if (out / "sweep.json").exists():
+        previous = json.loads((out / "sweep.json").read_text())
+        if {k: previous.get(k) for k in manifest} != manifest:
+            raise ValueError(
+                f"{out} holds a sweep of {previous.get('experiment')!r} on "
+                f"{previous.get('model')!r}, not {spec.name!r} on {label!r}: use another directory"
+            )
+    elif out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+    runs.mkdir(parents=True, exist_ok=True)
+    write_json(out / "sweep.json", manifest)
+    say = log or (lambda _: None)
+
+    done: dict[str, Record] = {}
+    for config in configs:
+        key = config_key(spec.name, config)
+        path = runs / f"{key}.json"
+        if not path.exists():
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            continue  # unreadable (should not happen: writes are atomic): run it again
+        if record.get("config") != json.loads(json.dumps(config, default=str)):
+            continue
+        if record.get("status") == "failed" and retry_failed:
+            continue
+        done[key] = record
+    todo = [c for c in configs if config_key(spec.name, c) not in done]
+    say(
+        f"sweep {spec.name}: {len(configs)} configurations, {len(done)} already done, "
+        f"{len(todo)} to run"
+    )
+    n_resumed = len(done)
+    task = SweepTask(spec, model, progress)
+    if todo:
+        for record in _as_executor(executor)(task, todo):
+            write_json(runs / f"{record['key']}.json", record)
+            done[record["key"]] = record
+            swept = {k: record["config"].get(k) for k in grid}
+            say(f"  {record['status']:6} {swept} ({record.get('seconds', 0):.1f} s)")
+    missing = [c for c in configs if config_key(spec.name, c) not in done]
+    if missing:
+        raise RuntimeError(f"sweep: the executor returned no result for {len(missing)} configs")
+    result = SweepResult(
+        experiment=spec.name,
+        model=label,
+        grid={k: list(v) for k, v in grid.items()},
+        fixed=dict(fixed or {}),
+        records=tuple(done[config_key(spec.name, c)] for c in configs),
+        out_dir=out,
+        n_resumed=n_resumed,
+        seconds=time.perf_counter() - start,
+    )
+    result.save(out)
+    return result
+
+
+def load_sweep(out_dir: str | Path) -> list[Record]:
+    """Every record stored in a sweep directory (any grid), sorted by key."""
+    runs = Path(out_dir) / "runs"
+    if not runs.is_dir():
+        raise ValueError(f"{out_dir} is not a sweep directory (no runs/ inside)")
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]

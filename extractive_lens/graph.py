@@ -1,0 +1,223 @@
+"""The extractive structure (METHOD.md §4): upstream -> informative -> downstream components.
+
+>>> from extractive_lens.graph import extractive_graph
+>>> graph = extractive_graph(scores, top_k=5)  # doctest: +SKIP  (scores: ExtractiveScores)
+>>> print(graph.summary())  # doctest: +SKIP
+
+Nodes are (component, canonical position, role) with all three of the component's scores at that
+position (averaged over items, :meth:`ComponentScores.canonical`). Each role selects its nodes by
+its own score: the ``top_k`` highest, and/or those at or above ``threshold``.
+
+Edges go upstream -> informative and informative -> downstream wherever the forward pass lets
+information flow from the first node to the second (:func:`can_reach`): never to an earlier layer,
+never to an earlier position; at one position any later component can read an earlier one's
+output (within a layer the heads come before the MLP, and K/V heads before the query heads that
+read them); reaching a later position needs attention on the way (MLPs stay at their position).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from extractive_lens.components import Component
+from extractive_lens.scores.result import CanonicalScores, ExtractiveScores
+
+ROLES = ("upstream", "informative", "downstream")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One selected (component, canonical position) in one role, with all three scores."""
+
+    role: str
+    component: Component
+    position: int
+    token: str
+    upstream: float
+    informative: float
+    downstream: float
+
+    @property
+    def id(self) -> str:
+        return f"{self.role}:{self.component}@{self.position}"
+
+    @property
+    def score(self) -> float:
+        """The score of the node's own role."""
+        return getattr(self, self.role)
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.component
+        return {
+            "id": self.id,
+            "role": self.role,
+            "component": str(c),
+            "layer": c.layer,
+            "kind": c.kind,
+            "head": c.head,
+            "position": self.position,
+            "token": self.token,
+            "upstream": self.upstream,
+            "informative": self.informative,
+            "downstream": self.downstream,
+        }
+
+
+def can_reach(a: Component, pa: int, b: Component, pb: int, group_size: int = 1) -> bool:
+    """Whether ``a``'s output at position ``pa`` can influence ``b``'s output at ``pb``.
+
+    ``group_size`` is the number of query heads per K/V head (grouped-query attention). A K/V
+    head's output at ``pa`` is read by its query heads at every position from ``pa`` on, so it
+    moves information to later positions within its own layer.
+    """
+    if pa > pb or a.layer > b.layer:
+        return False
+    if a.layer == b.layer:
+        if a.kind == "kv_head":
+            return b.kind == "mlp" or (b.kind == "head" and b.head // group_size == a.head)
+        return a.kind == "head" and b.kind == "mlp" and pa == pb
+    if pa == pb:
+        return True
+    # A later position needs attention on the way: a itself (a K/V head), the receiving head,
+    # the receiving MLP's own layer's attention, or any attention layer strictly between.
+    return a.kind == "kv_head" or b.kind in ("head", "mlp") or b.layer - a.layer > 1
+
+
+@dataclass
+class ExtractiveGraph:
+    """Typed nodes and edges of the extractive structure, on canonical positions."""
+
+    nodes: list[Node]
+    edges: list[tuple[str, str]]
+    labels: tuple[str, ...]
+    top_k: int | None = None
+    threshold: float | None = None
+    n_items: int = 0
+    template: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def by_role(self, role: str) -> list[Node]:
+        return sorted((n for n in self.nodes if n.role == role), key=lambda n: -n.score)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready)."""
+        return {
+            "labels": list(self.labels),
+            "top_k": self.top_k,
+            "threshold": self.threshold,
+            "n_items": self.n_items,
+            "template": self.template,
+            "nodes": [n.to_dict() for n in self.nodes],
+            "edges": [{"source": s, "target": t} for s, t in self.edges],
+        }
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def to_networkx(self) -> Any:
+        """A ``networkx.DiGraph``: node ids as in :attr:`Node.id`, attributes as in ``to_dict``."""
+        import networkx as nx
+
+        g = nx.DiGraph(labels=list(self.labels), template=self.template, n_items=self.n_items)
+        for n in self.nodes:
+            attrs = n.to_dict()
+            attrs.pop("id")
+            g.add_node(n.id, **attrs)
+        g.add_edges_from(self.edges)
+        return g
+
+    def summary(self, k: int = 5) -> str:
+        """The top ``k`` nodes of each role with layer / head / token, and the edge count."""
+        lines = [
+            f"Extractive graph: {len(self.nodes)} nodes, {len(self.edges)} edges"
+            + (f" over {self.n_items} items" if self.n_items else "")
+            + (f" (template {self.template!r})" if self.template else "")
+        ]
+        for role in ROLES:
+            nodes = self.by_role(role)
+            lines.append(f"{role} ({len(nodes)} nodes):")
+            for n in nodes[:k]:
+                c = n.component
+                head = (
+                    ""
+                    if c.head is None
+                    else f" {'kv ' if c.kind == 'kv_head' else ''}head {c.head}"
+                )
+                lines.append(
+                    f"  {str(c):<9} layer {c.layer:>2}{head:<10} pos {n.position:>2} "
+                    f"{n.token!r:<12} {role}={n.score:+.4g} "
+                    f"(U={n.upstream:+.3g} I={n.informative:+.3g} D={n.downstream:+.3g})"
+                )
+        return "\n".join(lines)
+
+
+def _select(
+    scores: CanonicalScores, top_k: int | None, threshold: float | None
+) -> list[tuple[Component, int, float]]:
+    entries = sorted(scores.entries(), key=lambda e: -e[2])
+    if threshold is not None:
+        entries = [e for e in entries if e[2] >= threshold]
+    return entries[:top_k] if top_k is not None else entries
+
+
+def extractive_graph(
+    scores: ExtractiveScores | Mapping[str, CanonicalScores],
+    *,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    template: str | None = None,
+) -> ExtractiveGraph:
+    """Select each role's nodes and connect them upstream -> informative -> downstream.
+
+    Args:
+        scores: an ``ExtractiveScores`` (mapped onto its canonical template) or a mapping from
+            role to ``CanonicalScores``.
+        top_k: keep each role's ``top_k`` highest-scoring (component, position) pairs.
+        threshold: keep pairs whose role score is at least this. With neither, ``top_k=10``.
+        template: canonical template for ``ExtractiveScores.canonical``.
+    """
+    if top_k is None and threshold is None:
+        top_k = 10
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    canon = scores.canonical(template) if isinstance(scores, ExtractiveScores) else dict(scores)
+    missing = [r for r in ROLES if r not in canon]
+    if missing:
+        raise ValueError(f"extractive_graph needs all three roles; missing {missing}")
+    first = canon["informative"]
+    heads, kv = first.heads.shape[-1], first.kv_heads
+    group = heads // kv.shape[-1] if kv is not None else 1
+    nodes: dict[str, list[Node]] = {}
+    for role in ROLES:
+        nodes[role] = [
+            Node(
+                role,
+                c,
+                pos,
+                first.labels[pos],
+                *(float(canon[r].component(c)[pos]) for r in ROLES),
+            )
+            for c, pos, _ in _select(canon[role], top_k, threshold)
+        ]
+    edges = [
+        (a.id, b.id)
+        for src, dst in (("upstream", "informative"), ("informative", "downstream"))
+        for a in nodes[src]
+        for b in nodes[dst]
+        if can_reach(a.component, a.position, b.component, b.position, group)
+    ]
+    return ExtractiveGraph(
+        nodes=[n for r in ROLES for n in nodes[r]],
+        edges=edges,
+        labels=first.labels,
+        top_k=top_k,
+        threshold=threshold,
+        n_items=first.n_items,
+        template=first.template,
+    )
+
+
+__all__ = ["ExtractiveGraph", "Node", "can_reach", "extractive_graph"]

@@ -1,0 +1,145 @@
+"""OCR training curves: mean rank of facts, implications and the control after every epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+#: How each tracked split is drawn: label, line dash, colour, short end-of-line label.
+SPLIT_STYLES = {
+    "facts": ("facts (trained)", "solid", "#1f77b4", "facts"),
+    "implications": ("implications (OCR test)", "dash", "#d62728", "impl."),
+    "control_implications": ("control (deranged pairing)", "dot", "#7f7f7f", "control"),
+}
+
+
+@dataclass(frozen=True)
+class Curves:
+    """What a curve panel needs, from an ``OCRResult`` or its ``to_dict()`` form."""
+
+    dataset: str
+    history: tuple[dict[str, float], ...]
+    chance: float
+    config: dict[str, Any]
+
+
+def curve_data(result: Any) -> Curves:
+    """Read a panel's data from an ``OCRResult`` or the dict its ``to_dict()`` / JSON gives."""
+    if isinstance(result, Mapping):
+        n_options = result.get("n_options", {})
+        n = n_options.get("implications") or next(iter(n_options.values()), 20)
+        return Curves(
+            str(result["dataset"]),
+            tuple(dict(r) for r in result["history"]),
+            (n - 1) / 2,
+            dict(result.get("config", {})),
+        )
+    return Curves(result.dataset, tuple(result.table()), result.chance(), dict(result.config))
+
+
+def ocr_curves(results: Any, *, title: str | None = None) -> go.Figure:
+    """Mean rank vs epoch, one panel per dataset.
+
+    Facts are solid, implications dashed, the deranged-pairing control dotted; a grey line marks
+    chance ((options - 1) / 2). Epoch 0 is before training. Lower is better (0 = always first).
+
+    Args:
+        results: an ``OCRResult``, its ``to_dict()``, or a sequence of either (one panel each).
+        title: figure title (default: a description of what is shown).
+    """
+    runs = [curve_data(r) for r in _as_sequence(results)]
+    if not runs:
+        raise ValueError("ocr_curves needs at least one result")
+    fig = make_subplots(
+        rows=1,
+        cols=len(runs),
+        shared_yaxes=True,
+        horizontal_spacing=0.06,
+        subplot_titles=[_panel_title(r) for r in runs],
+    )
+    top = max(max(row.get(s, 0.0) for s in SPLIT_STYLES for row in r.history) for r in runs)
+    for i, run in enumerate(runs):
+        col = i + 1
+        epochs = [int(row["epoch"]) for row in run.history]
+        for split, (label, dash, colour, short) in SPLIT_STYLES.items():
+            if split not in run.history[0]:
+                continue
+            y = [float(row[split]) for row in run.history]
+            fig.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=y,
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=split,
+                    showlegend=i == 0,
+                    line={"dash": dash, "color": colour, "width": 2.5},
+                    marker={"size": 6, "color": colour},
+                    meta=[run.dataset, split],
+                    hovertemplate=(
+                        f"{run.dataset}<br>{label}<br>epoch %{{x}}<br>mean rank %{{y:.2f}}"
+                        "<extra></extra>"
+                    ),
+                ),
+                row=1,
+                col=col,
+            )
+            fig.add_annotation(
+                x=epochs[-1],
+                y=y[-1],
+                text=short,
+                showarrow=False,
+                xanchor="left",
+                xshift=6,
+                font={"color": colour, "size": 11},
+                row=1,
+                col=col,
+            )
+        fig.add_hline(
+            y=run.chance,
+            line={"dash": "longdashdot", "color": "#444", "width": 1},
+            annotation_text=f"chance {run.chance:.1f}",
+            annotation_position="bottom left",
+            annotation_font={"size": 10, "color": "#444"},
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(
+            title_text="epoch (0 = before training)",
+            dtick=1,
+            range=[-0.3, max(epochs) + 0.9],
+            row=1,
+            col=col,
+        )
+    fig.update_yaxes(
+        title_text="mean rank (0 = best)", range=[-0.3, max(top, runs[0].chance) + 1], col=1
+    )
+    fig.update_layout(
+        title=title or "OCR during finetuning: mean rank per epoch (lower is better)",
+        height=420,
+        width=max(520, 460 * len(runs)),
+        legend={"orientation": "h", "y": -0.22, "x": 0},
+        margin={"t": 80, "b": 90},
+        template="plotly_white",
+    )
+    return fig
+
+
+def _panel_title(run: Curves) -> str:
+    cfg = run.config
+    bits = [
+        f"lr {cfg['lr']:g}" if "lr" in cfg else "",
+        f"seed {cfg['seed']}" if "seed" in cfg else "",
+    ]
+    extra = ", ".join(b for b in bits if b)
+    return f"{run.dataset}" + (f" ({extra})" if extra else "")
+
+
+def _as_sequence(results: Any) -> list[Any]:
+    if isinstance(results, Mapping) or not isinstance(results, Sequence):
+        return [results]
+    return list(results)

@@ -1,0 +1,252 @@
+"""Score containers: per item and position (:class:`ComponentScores`), per canonical position
+(:class:`CanonicalScores`), and the three roles together (:class:`ExtractiveScores`).
+
+Sign convention everywhere: positive = the component helps the correct answer (raises R).
+Under grouped-query attention the K/V heads are separate components (``kv_heads``); under
+multi-head attention each head owns its K and V and ``kv_heads`` is None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from jaxtyping import Float
+from torch import Tensor
+
+from extractive_lens.components import Component
+from extractive_lens.data import Example
+from extractive_lens.scores.align import Alignment, AlignmentError
+from extractive_lens.scores.informative import Coverage
+
+KINDS = {"mlp": "mlp", "head": "heads", "kv_head": "kv_heads"}
+
+
+def _iter_components(mlp: Tensor, heads: Tensor, kv: Tensor | None) -> Iterator[Component]:
+    """Components in forward order: per layer the heads, the K/V heads, then the MLP."""
+    for layer in range(mlp.shape[-1]):
+        for h in range(heads.shape[-1]):
+            yield Component(layer, "head", h)
+        if kv is not None:
+            for g in range(kv.shape[-1]):
+                yield Component(layer, "kv_head", g)
+        yield Component(layer, "mlp")
+
+
+def _select(t: dict[str, Tensor | None], c: Component) -> Tensor:
+    tensor = t[KINDS[c.kind]]
+    if tensor is None:
+        raise KeyError(f"{c}: this model has no separate K/V heads (multi-head attention)")
+    return tensor[..., c.layer] if c.kind == "mlp" else tensor[..., c.layer, c.head]
+
+
+@dataclass(frozen=True, eq=False)
+class ComponentScores:
+    """One score (informative, downstream or upstream) per item, position and component.
+
+    Attributes:
+        role: ``"informative"``, ``"downstream"`` or ``"upstream"``.
+        mlp: ``[example, pos, layer]``.
+        heads: ``[example, pos, layer, head]`` (query heads; under MHA also their K/V).
+        kv_heads: ``[example, pos, layer, kv_head]`` under grouped-query attention, else None.
+        tokens: each example's prompt tokens; positions past them are padding (scores 0).
+        examples: the scored examples.
+        alignment: how the items' positions align (None if they could not be aligned).
+        coverage: for informative scores, the share of the delta no component owns.
+        counterfactuals: for upstream scores, the ``[example, K]`` counterfactual items used
+            (None: zero counterfactual activation).
+        canonical_template: optional prompt whose tokens label the canonical positions.
+    """
+
+    role: str
+    mlp: Float[Tensor, "example pos layer"]
+    heads: Float[Tensor, "example pos layer head"]
+    kv_heads: Float[Tensor, "example pos layer kv_head"] | None
+    tokens: tuple[tuple[str, ...], ...]
+    examples: tuple[Example, ...]
+    alignment: Alignment | None = None
+    alignment_error: str | None = None
+    coverage: Coverage | None = None
+    counterfactuals: Tensor | None = None
+    canonical_template: str | None = None
+    tokenizer: Any = field(default=None, repr=False, compare=False)
+    prepend_bos: bool | None = None
+
+    # ------------------------------------------------------------------ access
+
+    def _tensors(self) -> dict[str, Tensor | None]:
+        return {"mlp": self.mlp, "heads": self.heads, "kv_heads": self.kv_heads}
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(t) for t in self.tokens]
+
+    def components(self) -> list[Component]:
+        """Every scored component, in forward order."""
+        return list(_iter_components(self.mlp, self.heads, self.kv_heads))
+
+    def component(self, c: Component) -> Float[Tensor, "example pos"]:
+        """One component's scores."""
+        return _select(self._tensors(), c)
+
+    # ------------------------------------------------------------------ reductions
+
+    def total(self, per_example: bool = False) -> Tensor:
+        """Sum over all components and positions (per example, or over examples too)."""
+        parts = [self.mlp.sum((1, 2)), self.heads.sum((1, 2, 3))]
+        if self.kv_heads is not None:
+            parts.append(self.kv_heads.sum((1, 2, 3)))
+        per = sum(parts)
+        return per if per_example else per.sum()
+
+    def sum_positions(self) -> dict[str, Tensor | None]:
+        """``{"mlp": [example, layer], "heads": [example, layer, head], "kv_heads": ...}``."""
+        return {k: None if v is None else v.sum(1) for k, v in self._tensors().items()}
+
+    def sum_heads(self) -> Float[Tensor, "example pos layer"]:
+        """Each attention layer's total (all heads, K/V heads included) per example and position."""
+        out = self.heads.sum(-1)
+        return out + self.kv_heads.sum(-1) if self.kv_heads is not None else out
+
+    def sum_examples(self) -> dict[str, Tensor | None]:
+        """``{"mlp": [pos, layer], "heads": [pos, layer, head], ...}`` summed over examples."""
+        return {k: None if v is None else v.sum(0) for k, v in self._tensors().items()}
+
+    def mean_examples(self) -> dict[str, Tensor | None]:
+        n = len(self.examples)
+        return {k: None if v is None else v.sum(0) / n for k, v in self._tensors().items()}
+
+    def layer_totals(self) -> dict[str, Tensor]:
+        """``{"mlp": [layer], "attn": [layer]}`` summed over examples, positions and heads."""
+        return {"mlp": self.mlp.sum((0, 1)), "attn": self.sum_heads().sum((0, 1))}
+
+    # ------------------------------------------------------------------ canonical
+
+    def canonical(self, template: str | None = None) -> CanonicalScores:
+        """Mean over items of the scores mapped onto one canonical template (METHOD.md §3).
+
+        Upstream scores are already averaged over each item's K counterfactual samples, so this
+        is the mean over items x samples. Summed over canonical positions, a component's canonical
+        score equals its mean per-item total.
+        """
+        from extractive_lens.scores.align import canonical_layout
+
+        if self.alignment is None:
+            raise AlignmentError(self.alignment_error or "these scores carry no alignment")
+        slots, labels = canonical_layout(
+            self.tokenizer, self.alignment, template or self.canonical_template, self.prepend_bos
+        )
+        n, width = len(self.examples), len(labels)
+        out: dict[str, Tensor | None] = {}
+        for key, tensor in self._tensors().items():
+            if tensor is None:
+                out[key] = None
+                continue
+            acc = tensor.new_zeros((width, *tensor.shape[2:]))
+            for i, length in enumerate(self.lengths):
+                index = self.alignment.canonical_positions(i, length, slots).to(tensor.device)
+                acc.index_add_(0, index, tensor[i, :length])
+            out[key] = acc / n
+        group = self.alignment.groups[0]
+        return CanonicalScores(
+            self.role, out["mlp"], out["heads"], out["kv_heads"], labels, n, group.template
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python (JSON-ready) form."""
+        return {
+            "role": self.role,
+            "mlp": self.mlp.tolist(),
+            "heads": self.heads.tolist(),
+            "kv_heads": None if self.kv_heads is None else self.kv_heads.tolist(),
+            "tokens": [list(t) for t in self.tokens],
+            "examples": [[e.prompt, e.answer] for e in self.examples],
+            "coverage": None if self.coverage is None else self.coverage.to_dict(),
+            "counterfactuals": None
+            if self.counterfactuals is None
+            else self.counterfactuals.tolist(),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class CanonicalScores:
+    """Scores averaged over items on the canonical template's positions.
+
+    Attributes:
+        role: ``"informative"``, ``"downstream"`` or ``"upstream"``.
+        mlp: ``[pos, layer]``; heads: ``[pos, layer, head]``; kv_heads: ``[pos, layer, kv_head]``
+            or None.
+        labels: the canonical positions' token strings (entity slots as placeholders).
+        n_items: how many items were averaged.
+        template: the items' template, if known.
+    """
+
+    role: str
+    mlp: Float[Tensor, "pos layer"]
+    heads: Float[Tensor, "pos layer head"]
+    kv_heads: Float[Tensor, "pos layer kv_head"] | None
+    labels: tuple[str, ...]
+    n_items: int
+    template: str | None = None
+
+    def _tensors(self) -> dict[str, Tensor | None]:
+        return {"mlp": self.mlp, "heads": self.heads, "kv_heads": self.kv_heads}
+
+    def components(self) -> list[Component]:
+        return list(_iter_components(self.mlp, self.heads, self.kv_heads))
+
+    def component(self, c: Component) -> Float[Tensor, " pos"]:
+        return _select(self._tensors(), c)
+
+    def total(self) -> Tensor:
+        out = self.mlp.sum() + self.heads.sum()
+        return out + self.kv_heads.sum() if self.kv_heads is not None else out
+
+    def entries(self) -> list[tuple[Component, int, float]]:
+        """Every (component, canonical position, score)."""
+        out = []
+        for c in self.components():
+            for pos, value in enumerate(self.component(c).tolist()):
+                out.append((c, pos, value))
+        return out
+
+    def top(self, k: int = 10, *, absolute: bool = False) -> list[tuple[Component, int, float]]:
+        """The ``k`` highest (or largest in magnitude) (component, position, score) entries."""
+        key = (lambda e: abs(e[2])) if absolute else (lambda e: e[2])
+        return sorted(self.entries(), key=key, reverse=True)[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "labels": list(self.labels),
+            "n_items": self.n_items,
+            "template": self.template,
+            "mlp": self.mlp.tolist(),
+            "heads": self.heads.tolist(),
+            "kv_heads": None if self.kv_heads is None else self.kv_heads.tolist(),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class ExtractiveScores:
+    """The three scores of one delta on one set of items, from shared passes."""
+
+    informative: ComponentScores
+    downstream: ComponentScores
+    upstream: ComponentScores
+
+    def roles(self) -> dict[str, ComponentScores]:
+        return {
+            "upstream": self.upstream,
+            "informative": self.informative,
+            "downstream": self.downstream,
+        }
+
+    def canonical(self, template: str | None = None) -> dict[str, CanonicalScores]:
+        """Each role's canonical scores: ``{"upstream": ..., "informative": ..., ...}``."""
+        return {role: s.canonical(template) for role, s in self.roles().items()}
+
+    @property
+    def coverage(self) -> Coverage | None:
+        return self.informative.coverage

@@ -1,0 +1,64 @@
+"""Synthetic worlds: pretrain small models from scratch and study OCR with full control of the data.
+
+>>> from extractive_lens.worlds import make_world, build_corpus, CorpusConfig
+>>> world = make_world()                                  # seeded: same config, same world
+>>> corpus = build_corpus(world, CorpusConfig("facts_first"))
+>>> sorted(world.datasets())                              # OCRDatasets for verify_ocr & co.
+['country', 'first_hop', 'second_hop', 'zong']
+
+Modules: :mod:`.generator` (worlds and their OCR datasets), :mod:`.curricula` (ordered corpora),
+:mod:`.tokenizer` (word-level tokenizer), :mod:`.pretrain` (pretraining, the default world model),
+:mod:`.experiment` (the ordering experiment and the ablation check), :mod:`.cli`
+(``python -m extractive_lens.worlds``).
+"""
+
+from extractive_lens.worlds.curricula import CURRICULA, Corpus, CorpusConfig, Sentence, build_corpus
+from extractive_lens.worlds.generator import (
+    RELATIONS,
+    City,
+    Fact,
+    Person,
+    Relation,
+    World,
+    WorldConfig,
+    make_world,
+)
+from extractive_lens.worlds.pretrain import (
+    WORLD_MODELS,
+    ModelConfig,
+    PretrainResult,
+    TrainConfig,
+    WorldModelSpec,
+    build_world_model,
+    load_world_model,
+    pretrain,
+    world_of,
+)
+from extractive_lens.worlds.tokenizer import build_tokenizer, world_vocabulary
+
+__all__ = [
+    "CURRICULA",
+    "RELATIONS",
+    "WORLD_MODELS",
+    "City",
+    "Corpus",
+    "CorpusConfig",
+    "Fact",
+    "ModelConfig",
+    "Person",
+    "PretrainResult",
+    "Relation",
+    "Sentence",
+    "TrainConfig",
+    "World",
+    "WorldConfig",
+    "WorldModelSpec",
+    "build_corpus",
+    "build_tokenizer",
+    "build_world_model",
+    "load_world_model",
+    "make_world",
+    "pretrain",
+    "world_of",
+    "world_vocabulary",
+]

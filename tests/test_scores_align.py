@@ -1,0 +1,144 @@
+"""Token alignment across items, counterfactual draws and the canonical template."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from extractive_lens.data import Example
+from extractive_lens.metrics import prompt_ids
+from extractive_lens.scores import AlignmentError, informative_scores
+from extractive_lens.scores.align import (
+    align,
+    canonical_layout,
+    sample_counterfactuals,
+)
+
+TEMPLATE = "The people in the city {} is from speak"
+ITEMS = [
+    Example.from_template(TEMPLATE, "Al", "French"),
+    Example.from_template(TEMPLATE, "Grace Miller", "German"),
+    Example.from_template(TEMPLATE, "Anna Kowalczyk-Brown", "Spanish"),
+]
+OPTIONS = ["French", "German", "Spanish"]
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_llama):
+    return tiny_llama.tokenizer
+
+
+def _ids(tok, items):
+    return [prompt_ids(tok, e.prompt) for e in items]
+
+
+def test_split_prefix_entity_suffix(tok):
+    ids = _ids(tok, ITEMS)
+    a = align(tok, ITEMS, ids)
+    (g,) = a.groups
+    assert [tok.decode(list(g.prefix))] == ["The people in the city"]
+    assert tok.decode(list(g.suffix)) == " is from speak"
+    lengths = [len(x) - len(g.prefix) - len(g.suffix) for x in ids]
+    assert list(g.entity_lengths) == lengths
+    assert lengths[0] < lengths[1] < lengths[2]
+
+
+def test_counterfactual_positions_right_align_the_entity(tok):
+    ids = _ids(tok, ITEMS)
+    a = align(tok, ITEMS, ids)
+    p = len(a.groups[0].prefix)
+    e = a.groups[0].entity_lengths
+    # longer item onto shorter counterfactual: extra leading entity tokens -> cf's first one
+    index = a.counterfactual_positions(2, 0, len(ids[2])).tolist()
+    assert index[:p] == list(range(p))
+    assert index[p : p + e[2]] == [p] * (e[2] - e[0]) + list(range(p, p + e[0]))
+    assert index[p + e[2] :] == list(range(p + e[0], len(ids[0])))
+    # shorter onto longer: right-aligned, the counterfactual's extra tokens are skipped
+    index = a.counterfactual_positions(0, 2, len(ids[0])).tolist()
+    assert index[p : p + e[0]] == list(range(p + e[2] - e[0], p + e[2]))
+    assert [ids[2][k] for k in index[p + e[0] :]] == ids[0][p + e[0] :]
+
+
+def test_canonical_positions_and_labels(tok):
+    ids = _ids(tok, ITEMS)
+    a = align(tok, ITEMS, ids)
+    slots, labels = canonical_layout(tok, a)
+    assert slots == max(a.groups[0].entity_lengths)
+    assert "".join(labels).startswith("The people in the city X")
+    assert "".join(labels).endswith(" is from speak")
+    slots, labels = canonical_layout(tok, a, "The people in the city X Y is from speak")
+    assert slots == 2 and "".join(labels) == "The people in the city X Y is from speak"
+    p = len(a.groups[0].prefix)
+    # a 3+-token entity on 2 slots: the extra leading tokens fold into the first slot
+    index = a.canonical_positions(2, len(ids[2]), 2).tolist()
+    e = a.groups[0].entity_lengths[2]
+    assert index[p : p + e] == [p] * (e - 1) + [p + 1]
+    with pytest.raises(AlignmentError, match="prefix"):
+        canonical_layout(tok, a, "Some other prompt X is from speak")
+
+
+def test_canonical_scores_keep_totals(tiny_gpt2):
+    from extractive_lens.models import named_parameters
+
+    gen = torch.Generator().manual_seed(0)
+    delta = {
+        n: 0.02 * torch.randn(p.shape, generator=gen)
+        for n, p in named_parameters(tiny_gpt2).items()
+        if ".h." in n
+    }
+    s = informative_scores(tiny_gpt2, delta, ITEMS, OPTIONS)
+    for template in (None, "The people in the city X Y is from speak"):
+        c = s.canonical(template)
+        assert c.mlp.shape[0] == len(c.labels)
+        torch.testing.assert_close(c.total(), s.total() / len(ITEMS))
+        # per component too: canonical sum over positions = mean per-item total
+        per_item = s.sum_positions()["heads"].mean(0)
+        torch.testing.assert_close(c.heads.sum(0), per_item)
+    assert c.top(3)[0][2] >= c.top(3)[1][2]
+
+
+def test_unalignable_items_are_named(tok):
+    # "Mr{}": "Mrs Smith" tokenises "Mrs" as one token that straddles the template boundary
+    bad = [
+        Example.from_template("Mr{} lives in", " Lee", "Paris"),
+        Example.from_template("Mr{} lives in", "s Smith", "Rome"),
+    ]
+    ids = _ids(tok, bad)
+    if len({tuple(i[:1]) for i in ids}) == 1:
+        pytest.skip("this tokenizer does not merge across the boundary")
+    with pytest.raises(AlignmentError, match=r"item 1 \('Mrs Smith lives in'\)"):
+        align(tok, bad, ids)
+
+
+def test_untemplated_pairs_align_by_shared_tokens(tok):
+    pairs = [Example(e.prompt, e.answer) for e in ITEMS]
+    a = align(tok, pairs, _ids(tok, pairs))
+    b = align(tok, ITEMS, _ids(tok, ITEMS))
+    assert a.groups[0].prefix == b.groups[0].prefix
+    assert a.groups[0].suffix == b.groups[0].suffix
+
+
+def test_counterfactual_draw(tok):
+    items = ITEMS + [Example.from_template(TEMPLATE, "Bo", "French")]
+    a = align(tok, items, _ids(tok, items))
+    draw = sample_counterfactuals(a, items, 50, seed=3)
+    assert torch.equal(draw, sample_counterfactuals(a, items, 50, seed=3))
+    for i, row in enumerate(draw.tolist()):
+        assert all(items[j].answer != items[i].answer for j in row)
+    assert set(draw[0].tolist()) == {1, 2}
+    lonely = [
+        Example.from_template(TEMPLATE, "Al", "French"),
+        Example.from_template(TEMPLATE, "Bo", "French"),
+    ]
+    with pytest.raises(AlignmentError, match="no counterfactual"):
+        sample_counterfactuals(align(tok, lonely, _ids(tok, lonely)), lonely, 2, seed=0)
+
+
+def test_mixed_templates_have_no_single_canonical(tiny_mha):
+    from extractive_lens.delta import WeightDelta
+
+    items = ITEMS + [Example.from_template("{} lives in", "Al", "Paris")]
+    s = informative_scores(tiny_mha, WeightDelta.zeros_like(tiny_mha), items, OPTIONS + ["Paris"])
+    assert len(s.alignment.groups) == 2
+    with pytest.raises(AlignmentError, match="one template"):
+        s.canonical()
