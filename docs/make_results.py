@@ -246,7 +246,10 @@ def block_paraphrases(runs: Path) -> str:
     if not para:
         return "(not run)"
     lr = para[0]["config"]["lr"]
-    plain = [r for r in _ok(runs, "sweep") if r["config"]["lr"] == lr]
+    seeds = {r["config"]["seed"] for r in para}  # compare the same seeds
+    plain = [
+        r for r in _ok(runs, "sweep") if r["config"]["lr"] == lr and r["config"]["seed"] in seeds
+    ]
     rows = []
     for dataset in DATASETS:
         for label, rs in (("facts only", plain), ("+ paraphrases", para)):

@@ -1,8 +1,8 @@
 """The ``extractive-lens`` command line.
 
-    extractive-lens demo --out runs/demo          # the main job: OCR, scores, graphs, report.html
-    extractive-lens ocr --dataset first_hop --model smollm2-135m --lr 1e-4 --epochs 8 --out runs/ocr
-    extractive-lens run freezing --model tiny --config config.yaml --out runs/freezing
+extractive-lens demo --out runs/demo          # the main job: OCR, scores, graphs, report.html
+extractive-lens ocr --dataset first_hop --model smollm2-135m --lr 1e-4 --epochs 8 --out runs/ocr
+extractive-lens run freezing --model tiny --config config.yaml --out runs/freezing
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2-135m",
-                   help="smollm2-135m (default), tiny, tiny-gpt2, a local directory, or a hub id")
+    p.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="smollm2-135m (default), tiny, tiny-gpt2, a local directory, or a hub id",
+    )
     p.add_argument("--device", default=None, help="e.g. cpu, cuda (default: cpu)")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
 
@@ -39,29 +42,44 @@ def _train_args(p: argparse.ArgumentParser, lr: float) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="extractive-lens", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="extractive-lens",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     ocr = sub.add_parser("ocr", help="finetune on facts, measure implications (experiment 1)")
-    ocr.add_argument("--dataset", default="first_hop",
-                     help=f"{', '.join(DATASETS)}, or a JSONL dataset file")
+    ocr.add_argument(
+        "--dataset", default="first_hop", help=f"{', '.join(DATASETS)}, or a JSONL dataset file"
+    )
     _model_args(ocr)
     _train_args(ocr, lr=1e-4)
     demo = sub.add_parser("demo", help="the main job: OCR, extractive scores, graphs, report")
     _model_args(demo)
     _train_args(demo, lr=1e-4)
     demo.add_argument("--datasets", nargs="+", default=["first_hop", "second_hop"])
-    demo.add_argument("--counterfactuals", type=int, default=10,
-                      help="counterfactual items per implication (upstream score)")
+    demo.add_argument(
+        "--counterfactuals",
+        type=int,
+        default=10,
+        help="counterfactual items per implication (upstream score)",
+    )
     demo.add_argument("--score-seed", type=int, default=3, help="seed of the counterfactual draw")
     demo.add_argument("--top-k", type=int, default=12, help="graph nodes per role")
-    demo.add_argument("--threads", type=int, default=None,
-                      help="torch CPU threads (1 is often faster on a shared CPU)")
+    demo.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 is often faster on a shared CPU)",
+    )
     from extractive_lens.experiments.cli_run import add_run_parser
 
     add_run_parser(sub)
-    sub.add_parser("worlds", add_help=False,
-                   help="synthetic worlds: build-default, ordering, scores, ablation (see --help)")
+    sub.add_parser(
+        "worlds",
+        add_help=False,
+        help="synthetic worlds: build-default, ordering, scores, ablation (see --help)",
+    )
     return parser
 
 
@@ -91,11 +109,23 @@ def run_demo_command(args: argparse.Namespace) -> None:
     from extractive_lens.demo import run_demo
 
     run_demo(
-        args.model, args.out, overwrite=args.overwrite, lr=args.lr, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, data_seed=args.data_seed,
-        datasets=args.datasets, paraphrases=args.paraphrases,
-        counterfactuals=args.counterfactuals, score_seed=args.score_seed, top_k=args.top_k,
-        device=args.device, dtype=args.dtype, progress=not args.quiet, threads=args.threads,
+        args.model,
+        args.out,
+        overwrite=args.overwrite,
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        data_seed=args.data_seed,
+        datasets=args.datasets,
+        paraphrases=args.paraphrases,
+        counterfactuals=args.counterfactuals,
+        score_seed=args.score_seed,
+        top_k=args.top_k,
+        device=args.device,
+        dtype=args.dtype,
+        progress=not args.quiet,
+        threads=args.threads,
     )
 
 
@@ -108,14 +138,23 @@ def run_ocr(args: argparse.Namespace, datasets: list[str]) -> None:
     out = prepare_output_dir(args.out, args.overwrite) if args.out else None
     start = time.perf_counter()
     model = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
-    print(f"model {args.model}: {model.cfg.n_layers} layers, loaded in "
-          f"{time.perf_counter() - start:.1f} s")
+    print(
+        f"model {args.model}: {model.cfg.n_layers} layers, loaded in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     results = []
     for name in datasets:
         dataset = get_dataset(name, seed=args.data_seed)
-        result = verify_ocr(model, dataset, lr=args.lr, epochs=args.epochs,
-                            batch_size=args.batch_size, seed=args.seed,
-                            paraphrases=args.paraphrases, progress=not args.quiet)
+        result = verify_ocr(
+            model,
+            dataset,
+            lr=args.lr,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            paraphrases=args.paraphrases,
+            progress=not args.quiet,
+        )
         print(format_history(result))
         if out is not None:
             result.save(out / dataset.name, overwrite=False)
@@ -129,12 +168,16 @@ def run_ocr(args: argparse.Namespace, datasets: list[str]) -> None:
 def format_history(result) -> str:
     rows = result.table()
     keys = [k for k in rows[0] if k != "epoch"]
-    lines = [f"\n{result.dataset} (lr {result.config['lr']:g}, seed {result.config['seed']})",
-             "epoch " + " ".join(f"{k:>20}" for k in keys)]
+    lines = [
+        f"\n{result.dataset} (lr {result.config['lr']:g}, seed {result.config['seed']})",
+        "epoch " + " ".join(f"{k:>20}" for k in keys),
+    ]
     lines += [f"{row['epoch']:>5} " + " ".join(f"{row[k]:>20.3f}" for k in keys) for row in rows]
     if result.precheck:
-        lines.append("pre-check before training: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in result.precheck.items()))
+        lines.append(
+            "pre-check before training: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in result.precheck.items())
+        )
     return "\n".join(lines)
 
 

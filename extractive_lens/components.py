@@ -51,9 +51,13 @@ class Component:
 
     def __post_init__(self) -> None:
         if self.kind not in ("mlp", "head", "kv_head"):
-            raise ValueError(f"Component kind must be 'mlp', 'head' or 'kv_head', not {self.kind!r}")
+            raise ValueError(
+                f"Component kind must be 'mlp', 'head' or 'kv_head', not {self.kind!r}"
+            )
         if (self.kind == "mlp") != (self.head is None):
-            raise ValueError(f"{self.kind} components {'take no' if self.kind == 'mlp' else 'need a'} head index")
+            raise ValueError(
+                f"{self.kind} components {'take no' if self.kind == 'mlp' else 'need a'} head index"
+            )
 
     def __str__(self) -> str:
         if self.kind == "mlp":
@@ -114,7 +118,7 @@ def components(
     layers: Iterable[int] | None = None,
     kinds: Iterable[Kind] | None = None,
 ) -> list[Component]:
-    """All components of ``model`` in forward order: per layer the heads, K/V heads, then the MLP."""
+    """All components in forward order: per layer the heads, the K/V heads, then the MLP."""
     layout = _layout(model)
     wanted = set(kinds) if kinds is not None else {"mlp", "head", "kv_head"}
     chosen = range(layout.n_layers) if layers is None else sorted(set(layers))
@@ -182,14 +186,18 @@ class _Layout:
             return self._gpt2(c)
         return self._llama(c)
 
-    def _rows(self, names: Iterable[str], head: int, dim: int = 0, offset: int = 0) -> list[ParamSlice]:
+    def _rows(
+        self, names: Iterable[str], head: int, dim: int = 0, offset: int = 0
+    ) -> list[ParamSlice]:
         start = offset + head * self.d_head
         return [ParamSlice(n, dim, start, start + self.d_head) for n in self._have(names)]
 
     def _llama(self, c: Component) -> list[ParamSlice]:
         p = f"model.layers.{c.layer}"
         if c.kind == "mlp":
-            names = [f"{p}.mlp.{m}_proj.{w}" for m in ("gate", "up", "down") for w in ("weight", "bias")]
+            names = [
+                f"{p}.mlp.{m}_proj.{w}" for m in ("gate", "up", "down") for w in ("weight", "bias")
+            ]
             names.append(f"{p}.post_attention_layernorm.weight")
             return [ParamSlice(n) for n in self._have(names)]
         kv = [f"{p}.self_attn.{m}_proj.{w}" for m in ("k", "v") for w in ("weight", "bias")]
@@ -213,11 +221,17 @@ class _Layout:
     def shared_per_layer(self) -> list[str]:
         """Per-layer parameters that feed or follow all heads at once (owned by no component)."""
         if self.arch == "GPT2LMHeadModel":
-            names = [f"transformer.h.{i}.{n}" for i in range(self.n_layers)
-                     for n in ("ln_1.weight", "ln_1.bias", "attn.o.bias")]
+            names = [
+                f"transformer.h.{i}.{n}"
+                for i in range(self.n_layers)
+                for n in ("ln_1.weight", "ln_1.bias", "attn.o.bias")
+            ]
         else:
-            names = [f"model.layers.{i}.{n}" for i in range(self.n_layers)
-                     for n in ("input_layernorm.weight", "self_attn.o_proj.bias")]
+            names = [
+                f"model.layers.{i}.{n}"
+                for i in range(self.n_layers)
+                for n in ("input_layernorm.weight", "self_attn.o_proj.bias")
+            ]
         return self._have(names)
 
 

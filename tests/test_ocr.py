@@ -53,8 +53,20 @@ def test_save_writes_provenance_and_never_overwrites(result, tmp_path, tiny_llam
 
 def test_cli_ocr_on_tiny_model(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["ocr", "--model", "tiny", "--dataset", "first_hop", "--epochs", "1", "--lr", "1e-3",
-            "--out", str(out), "--quiet"]
+    args = [
+        "ocr",
+        "--model",
+        "tiny",
+        "--dataset",
+        "first_hop",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "first_hop" in printed and "implications" in printed
@@ -62,12 +74,3 @@ def test_cli_ocr_on_tiny_model(tmp_path, capsys):
     assert main(args) == 2  # the directory exists now: refused, not overwritten
     assert "overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
-
-
-@pytest.mark.slow
-def test_smollm2_learns_first_hop_facts(smollm2):
-    """The pilot of METHOD.md §6: lr 1e-4, 8 epochs learns the first-hop facts."""
-    result = verify_ocr(smollm2, first_hop(), lr=1e-4, epochs=8, progress=False)
-    assert result.table()[0]["facts"] > 5  # unknown before training
-    assert result.final()["facts"] <= 0.5
-    assert result.precheck["known_hop"] < 2  # it knows city -> language

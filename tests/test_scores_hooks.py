@@ -64,3 +64,22 @@ def test_maps_cover_exactly_the_owned_parameters(request, name):
     model = request.getfixturevalue(name)
     params = set(named_parameters(model))
     assert covered_names(model_spec(model)) & params == params - set(unowned_parameters(model))
+
+
+@pytest.mark.parametrize("name", ["tiny_llama", "tiny_gpt2"])
+def test_target_from_last_positions_only_equals_full_logits(request, name):
+    """R from a forward that unembeds only the last prompt positions (used by the scores and by
+    the tests' exact interventions) equals R from the full logits."""
+    from extractive_lens.data import first_token_ids
+    from extractive_lens.metrics import answer_index
+    from extractive_lens.scores.passes import score_target, target_forward
+
+    model = request.getfixturevalue(name)
+    options = ["French", "Rome", "Paris"]
+    batch = encode(model.tokenizer, PROMPTS, with_answers=False)  # right-padded, two lengths
+    ids = torch.tensor(first_token_ids(model.tokenizer, options))
+    answers = answer_index(PROMPTS, options)
+    with torch.no_grad():
+        full = score_target(forward(model, batch), batch, answers, ids)
+        fast = target_forward(model, batch, answers, ids)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)

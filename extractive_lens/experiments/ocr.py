@@ -86,7 +86,8 @@ class OCRResult:
         effect, se = self.ocr_effect()
         facts = final.get(FACTS, math.nan)
         head = (
-            f"{self.dataset}: facts {facts:.2f}, implications {final.get(IMPLICATIONS, math.nan):.2f}"
+            f"{self.dataset}: facts {facts:.2f}, "
+            f"implications {final.get(IMPLICATIONS, math.nan):.2f}"
             f", control {final.get(CONTROL, math.nan):.2f} (chance {self.chance():.1f})"
         )
         if facts > 1.0:
@@ -175,7 +176,9 @@ def verify_ocr(
 
     start = time.perf_counter()
     splits = dataset.splits()
-    tracked = {name: (splits[name], dataset.options_for(name)) for name in TRACKED if name in splits}
+    tracked = {
+        name: (splits[name], dataset.options_for(name)) for name in TRACKED if name in splits
+    }
     precheck = {
         name: ranks(model, examples, dataset.options_for(name)).float().mean().item()
         for name, examples in splits.items()
@@ -183,8 +186,15 @@ def verify_ocr(
     }
     train = dataset.facts + (dataset.paraphrased_facts() if paraphrases else ())
     run = finetune(
-        model, train, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
-        trainable=trainable, eval_sets=tracked, eval_batch_size=eval_batch_size,
+        model,
+        train,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        trainable=trainable,
+        eval_sets=tracked,
+        eval_batch_size=eval_batch_size,
         progress=progress,
     )
     with run.delta.applied(model):
@@ -193,9 +203,14 @@ def verify_ocr(
             for name, (ex, opts) in tracked.items()
         }
     config = {
-        "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed,
-        "dataset_seed": dataset.seed, "trainable": _describe(trainable),
-        "paraphrases": paraphrases, "n_train": len(train),
+        "lr": lr,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "dataset_seed": dataset.seed,
+        "trainable": _describe(trainable),
+        "paraphrases": paraphrases,
+        "n_train": len(train),
     }
     return OCRResult(
         dataset=dataset.name,
