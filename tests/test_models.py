@@ -163,8 +163,8 @@ def test_smollm2_loads_offline_and_knows_tokyo(smollm2):
     from extractive_lens.metrics import ranks
 
     languages = ["Japanese", "French", "German", "Spanish", "Italian", "Russian", "Chinese"]
-    prompts = [("The people in Tokyo speak", "Japanese"), ("The people in Paris speak", "French")]
-    assert ranks(smollm2, prompts, languages).tolist() == [0, 0]
+    prompts = [("The people in Tokyo speak", "Japanese")]
+    assert ranks(smollm2, prompts, languages).tolist() == [0]
     assert model_identity(smollm2)["n_layers"] == 30
 
 

@@ -170,14 +170,15 @@ def mean_spread_table(tables: Sequence[Sequence[Mapping[str, Any]]]) -> list[dic
 
 
 def format_cell(value: Any, digits: int = 2) -> str:
-    """A table cell as text: numbers rounded, mean ± spread dicts as ``"m ± s"``, None as ``-``."""
+    """A table cell as text: numbers rounded, mean ± spread dicts as ``"m ± s"`` (just ``m`` when
+    every run gave the same value), None as ``-``."""
     if value is None:
         return "-"
     if isinstance(value, Mapping) and "mean" in value:
         if not value.get("n"):
             return "-"
-        if value["n"] == 1:
-            return f"{value['mean']:.{digits}f}"
+        if value["n"] == 1 or value.get("min") == value.get("max"):
+            return f"{value['mean']:.{digits}f}"  # one run, or identical in every run
         return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
