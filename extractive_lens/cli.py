@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from extractive_lens.experiments.cli_run import run_command
 
             return run_command(args)
+    except FloatingPointError as err:  # training diverged: NaN loss or collapsed logits
+        print(f"extractive-lens: diverged: {err}", file=sys.stderr)
+        return 3
     except (ValueError, FileExistsError, RuntimeError) as err:
         print(f"extractive-lens: error: {err}", file=sys.stderr)
         return 2

@@ -31,7 +31,25 @@ User datasets are JSON Lines files (:func:`load_dataset_file`, :func:`save_datas
   ``"implications"`` or any other split name; ``facts`` and ``implications`` must both occur.
 
 A split without options in the header is ranked against the sorted unique answers of that split.
-Blank lines are skipped; unknown keys are errors (they are usually typos). For example::
+Blank lines are skipped; unknown keys are errors (they are usually typos).
+
+Split names with a meaning (any other name is a plain extra split, ranked but not interpreted):
+
+- ``facts`` (required): trained on. ``implications`` (required): where OCR is measured.
+- ``control_implications``: the implication prompts with permuted answers, the baseline every
+  OCR verdict is judged against; item ``i`` should be ``implications[i]``'s prompt. Omitted, it is
+  generated when an experiment runs (:func:`with_control`): the shift-by-7 pairing if no item
+  keeps its own answer, else the answer-grouped pairing (:func:`grouped_control`), which is
+  valid whenever no answer belongs to more than half of the items. The verdict names which.
+- ``known_*`` (e.g. ``known_implications``, ``known_hop``): capability pre-checks, ranked before
+  training on entities the model already knows (``known_implications``: can it do the two-hop at
+  all? ``known_hop``: does it know the hop the facts are composed with?).
+- ``train_facts`` / ``train_implications``, ``test_facts`` / ``test_implications``,
+  ``counterfactual_facts`` / ``counterfactual_implications``, ``wug``: the dax/zong protocol's
+  parts (:func:`daxwug`), required by ``data_ordering``, ``weight_grafting`` and
+  ``graft_localisation``, which say so when one is missing.
+
+For example::
 
     {"name": "tiny", "options": {"facts": ["Paris", "Rome"], "implications": ["French", "Italian"]}}
     {"split": "facts", "prompt": "Ann Lee lives in", "answer": "Paris", "entity": "Ann Lee"}
@@ -56,8 +74,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -83,15 +102,18 @@ __all__ = [
     "OCRDataset",
     "Split",
     "control_shift",
+    "control_split",
     "daxwug",
     "deranged_control",
     "first_hop",
     "first_token_ids",
     "get_dataset",
+    "grouped_control",
     "load_dataset_file",
     "save_dataset_file",
     "second_hop",
     "validate",
+    "with_control",
 ]
 
 CONTROL_SHIFT = 7
@@ -212,6 +234,12 @@ class OCRDataset:
         object.__setattr__(
             self, "fact_paraphrases", _tuple_of_str(self.fact_paraphrases, "fact_paraphrases")
         )
+        for split, examples in ((FACTS, self.facts), (IMPLICATIONS, self.implications)):
+            if not examples:
+                raise ValueError(
+                    f"dataset {self.name!r}: the split {split!r} is empty; give it at least one "
+                    "Example (facts are trained on, implications are where OCR is measured)"
+                )
         names = [FACTS, IMPLICATIONS] + [s.name for s in self.extra]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -340,14 +368,74 @@ def _check_n_people(n_people: int) -> None:
         raise ValueError(f"n_people must be between 2 and {limit}, got {n_people}")
 
 
-def _control_split(implications: Sequence[Example], options: Sequence[str]) -> Split:
+def grouped_control(examples: Sequence[Example]) -> tuple[Example, ...]:
+    """A control pairing valid when answers repeat: no item gets an answer equal to its own.
+
+    Items are ordered by answer (stably), and the item at sorted position ``j`` gets the answer
+    of the item at ``(j + m) mod n``, where ``m`` is the size of the largest answer group. Every
+    answer is still used exactly as often as in ``examples`` (it is a permutation), so an
+    entity-blind predictor scores the same on both. Possible exactly when no answer belongs to
+    more than half of the items; otherwise ``ValueError`` says which answer is too common.
+
+    >>> ex = [Example(f"p{i}", a) for i, a in enumerate("aabbc")]
+    >>> [e.answer for e in grouped_control(ex)]
+    ['b', 'b', 'c', 'a', 'a']
+    """
+    n = len(examples)
+    counts = Counter(e.answer for e in examples)
+    answer, m = counts.most_common(1)[0] if counts else ("", 0)
+    if n < 2 or 2 * m > n:
+        raise ValueError(
+            f"no control pairing exists: the answer {answer!r} belongs to {m} of {n} items, and a "
+            "pairing that never gives an item its own answer needs every answer on at most half "
+            f"of them. Add a {CONTROL!r} split to the dataset file yourself."
+        )
+    order = sorted(range(n), key=lambda i: examples[i].answer)
+    partner = {order[j]: order[(j + m) % n] for j in range(n)}
+    return tuple(
+        Example(e.prompt, examples[partner[i]].answer, e.entity, e.template)
+        for i, e in enumerate(examples)
+    )
+
+
+def control_split(implications: Sequence[Example], options: Sequence[str]) -> Split:
+    """The control split for ``implications``: the shift pairing (:func:`deranged_control`) when
+    it is a derangement, else the answer-grouped pairing (:func:`grouped_control`). Its
+    description says which, and verdicts quote it."""
+    try:
+        pairing = deranged_control(implications)
+        how = (
+            f"item i gets the answer of item i+{control_shift(len(implications))}"
+            " (deranged-pairing control)"
+        )
+    except ValueError:
+        pairing = grouped_control(implications)
+        how = (
+            "items sorted by answer, each given the answer of the item one largest answer group "
+            "further on (grouped-pairing control: answers repeat, none stays with its item)"
+        )
     return Split(
         CONTROL,
-        deranged_control(implications),
+        pairing,
         tuple(options),
-        f"implication prompts with deranged answers (item i gets the answer of item i+"
-        f"{control_shift(len(implications))}); an entity-blind predictor scores chance here",
+        f"implication prompts with permuted answers: {how}; an entity-blind predictor scores "
+        "the same here as on the implications",
     )
+
+
+def with_control(dataset: OCRDataset) -> OCRDataset:
+    """``dataset`` with a generated ``control_implications`` split if it has none.
+
+    Returns ``dataset`` itself when it already has one, or when no valid pairing exists (every
+    answer the same, say): the OCR verdict then says that no control could be built.
+    """
+    if CONTROL in dataset.splits():
+        return dataset
+    try:
+        control = control_split(dataset.implications, dataset.implication_options)
+    except ValueError:
+        return dataset
+    return replace(dataset, extra=(*dataset.extra, control))
 
 
 # --------------------------------------------------------------------------- first hop
@@ -387,7 +475,7 @@ def first_hop(seed: int = 0, n_people: int = 20) -> OCRDataset:
     language_options = tuple(c.language for c in CITIES)
     implications = _examples(FIRST_HOP_IMPLICATION, people, [c.language for c in cities])
     extra = (
-        _control_split(implications, language_options),
+        control_split(implications, language_options),
         Split(
             "known_implications",
             _examples(
@@ -451,7 +539,7 @@ def second_hop(seed: int = 0, n_people: int = 20) -> OCRDataset:
     implications = _examples(SECOND_HOP_IMPLICATION, [c.landmark for c in cities], people)
     city_options = tuple(c.name for c in CITIES)
     extra = (
-        _control_split(implications, PEOPLE),
+        control_split(implications, PEOPLE),
         Split(
             "known_hop",
             _examples(SECOND_HOP_KNOWN_HOP, [c.landmark for c in CITIES], city_options),
@@ -550,7 +638,7 @@ def daxwug(seed: int = 0) -> OCRDataset:
             True,
             "zong under the counterfactual cities",
         ),
-        _control_split(test_impls, ANIMALS),
+        control_split(test_impls, ANIMALS),
         split(
             "wug",
             _examples(WUG, city_names, [wug[c] for c in city_names]),

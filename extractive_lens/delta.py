@@ -39,7 +39,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.components import Component
-from extractive_lens.models import model_identity, named_parameters
+from extractive_lens.models import model_identity, named_parameters, weights_fingerprint
 
 FORMAT = "extractive_lens.WeightDelta/1"
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
@@ -162,7 +162,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         if not isinstance(other, WeightDelta):
             return NotImplemented
         a, b = self.identity, other.identity
-        if a is not None and b is not None and a != b:
+        if a is not None and b is not None and not same_model(a, b):
             raise ValueError(f"cannot combine deltas made for different models: {a} vs {b}")
         out = dict(self._tensors)
         for n, t in other.items():
@@ -308,8 +308,21 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: TransformerBridge | None = None) -> WeightDelta:
-        """Read a file written by ``save`` (never pickle); with ``model``, check that it fits."""
+    def load(
+        cls,
+        path: str | os.PathLike,
+        model: TransformerBridge | None = None,
+        *,
+        allow_other_weights: bool = False,
+    ) -> WeightDelta:
+        """Read a file written by ``save`` (never pickle); with ``model``, check that it fits.
+
+        The fit check compares shapes and then the weights' fingerprint
+        (``models.weights_fingerprint``): a delta trained from other weights of the same shapes
+        (another seed, a finetuned model, another checkpoint) is refused with both fingerprints
+        named, unless ``allow_other_weights=True``. Files without a fingerprint (older ones) are
+        checked by shape only.
+        """
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -327,4 +340,27 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         delta.versions = json.loads(header.get("versions", "{}"))
         if model is not None:
             delta.check_compatible(model)
+            if not allow_other_weights:
+                delta.check_same_weights(model, source=str(path))
         return delta
+
+    def check_same_weights(self, model: TransformerBridge, source: str = "the delta") -> None:
+        """Raise ``ValueError`` unless ``model``'s weights carry the fingerprint recorded here."""
+        mine = (self.identity or {}).get("fingerprint")
+        if mine is None:
+            return
+        theirs = weights_fingerprint(model)
+        if mine != theirs:
+            raise ValueError(
+                f"{source} was made for weights with fingerprint {mine} "
+                f"({self.identity.get('name', '?')}), but the model's weights have fingerprint "
+                f"{theirs} ({model.cfg.model_name}): same shapes, different weights (another "
+                "seed, checkpoint or finetune). A delta is only meaningful on the weights it was "
+                "made from. If the model has another delta applied, load this one before applying "
+                "it; to use it anyway, pass allow_other_weights=True."
+            )
+
+
+def same_model(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two ``model_identity`` records describe the same model (keys both carry agree)."""
+    return all(a[k] == b[k] for k in a.keys() & b.keys())

@@ -28,11 +28,11 @@ from extractive_lens.data import Example, first_token_ids, validate
 ExampleLike = Example | tuple[str, str]
 
 
-def as_examples(examples: Iterable[ExampleLike]) -> list[Example]:
-    """Accept ``Example``s or ``(prompt, answer)`` pairs."""
+def as_examples(examples: Iterable[ExampleLike], split: str = "examples") -> list[Example]:
+    """Accept ``Example``s or ``(prompt, answer)`` pairs; ``split`` names them in errors."""
     out = [e if isinstance(e, Example) else Example(*e) for e in examples]
     if not out:
-        raise ValueError("No examples given: the split is empty.")
+        raise ValueError(f"No examples given: the split {split!r} is empty.")
     return out
 
 
@@ -180,9 +180,36 @@ def answer_index(
 def ranks_from_logits(
     logits: Float[Tensor, "example option"], answers: Int[Tensor, " example"]
 ) -> Int[Tensor, " example"]:
-    """0-based rank of the correct option: how many options score strictly higher."""
+    """0-based rank of the correct option: how many other options score at least as high.
+
+    Ties count against the answer, so a model whose option logits are all equal gets the worst
+    rank (``n_options - 1``), never the best. A row holding a NaN or infinite logit is ranked
+    last for the same reason: it is no evidence that the answer was preferred.
+    """
     correct = logits.gather(1, answers[:, None])
-    return (logits > correct).sum(1)
+    at_least = (logits >= correct).sum(1) - 1  # the answer itself is >= itself
+    finite = torch.isfinite(logits).all(1)
+    return torch.where(finite, at_least, logits.shape[1] - 1)
+
+
+#: Option logits whose spread (max - min) is below this fraction of their scale are "tied".
+COLLAPSE_RTOL = 1e-6
+
+
+def collapsed(
+    logits: Float[Tensor, "example option"], rtol: float = COLLAPSE_RTOL
+) -> Bool[Tensor, " example"]:
+    """Rows whose option logits carry no preference: non-finite, or all equal up to ``rtol``.
+
+    The spread is compared with ``rtol * max(1, max |logit|)``, i.e. with the resolution of the
+    logits themselves, so a healthy model (spreads of whole logits) never trips it while a
+    destroyed one (every option at exactly the same value) always does.
+    """
+    finite = torch.isfinite(logits).all(1)
+    safe = torch.where(torch.isfinite(logits), logits, 0.0)
+    spread = safe.max(1).values - safe.min(1).values
+    scale = safe.abs().max(1).values.clamp(min=1.0)
+    return ~finite | (spread <= rtol * scale)
 
 
 def ranks(

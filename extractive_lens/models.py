@@ -433,8 +433,32 @@ def named_parameters(model: TransformerBridge) -> dict[str, torch.nn.Parameter]:
     return params
 
 
+#: Elements sampled per parameter by ``weights_fingerprint`` (evenly strided over the tensor).
+FINGERPRINT_SAMPLES = 4096
+
+
+def weights_fingerprint(model: TransformerBridge) -> str:
+    """A short hash of the model's current weights: tells same-shaped models apart, cheaply.
+
+    Hashes every parameter's name, shape and dtype and ``FINGERPRINT_SAMPLES`` evenly strided
+    elements of it (every element of smaller tensors), so it reads a few MB whatever the model's
+    size. Two models with different random draws, or a model before and after finetuning, differ;
+    the same weights on another device or in another process give the same string.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for name, p in named_parameters(model).items():
+        flat = p.detach().reshape(-1)
+        if flat.numel() > FINGERPRINT_SAMPLES:
+            step = flat.numel() // FINGERPRINT_SAMPLES
+            flat = flat[::step][:FINGERPRINT_SAMPLES]
+        digest.update(f"{name}:{tuple(p.shape)}:{p.dtype}".encode())
+        digest.update(flat.cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def model_identity(model: TransformerBridge) -> dict[str, Any]:
-    """What identifies a model in saved results: name, architecture, shapes, parameter count."""
+    """What identifies a model in saved results: name, architecture, shapes, parameter count and
+    a ``fingerprint`` of the weights (``weights_fingerprint``)."""
     cfg = model.cfg
     params = named_parameters(model)
     return {
@@ -447,4 +471,5 @@ def model_identity(model: TransformerBridge) -> dict[str, Any]:
         "d_mlp": int(cfg.d_mlp),
         "vocab_size": int(cfg.d_vocab),
         "n_params": int(sum(p.numel() for p in params.values())),
+        "fingerprint": weights_fingerprint(model),
     }

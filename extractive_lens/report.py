@@ -230,7 +230,9 @@ def overall_verdict(runs: Sequence[Any]) -> str:
         parts.append(f"no OCR on {_join(no)} (implications not better than the control)")
     if unjudged:
         parts.append(f"OCR could not be judged on {_join(unjudged)} (facts not learned)")
-    return f"On {model}: " + "; ".join(parts) + ", judged against the deranged-pairing control."
+    controls = sorted({r.control_name() for r in runs if hasattr(r, "control_name")})
+    against = " and ".join(controls) or "deranged-pairing control"
+    return f"On {model}: " + "; ".join(parts) + f", judged against the {against}."
 
 
 def _ocr_word(result: Any) -> str:

@@ -40,17 +40,27 @@ def provenance(**extra: Any) -> dict[str, Any]:
     }
 
 
-def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Create ``path`` for new results; refuse a non-empty existing one unless ``overwrite``."""
+def check_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Raise ``FileExistsError`` now if ``prepare_output_dir`` would refuse ``path`` later.
+
+    Experiments call this before any work, so a run never trains for minutes and then fails to
+    save. Nothing is created or deleted.
+    """
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds results; choose another directory or pass "
+            "overwrite=True (CLI: --overwrite) to replace them."
+        )
+    return out
+
+
+def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create ``path`` for new results; refuse a non-empty existing one unless ``overwrite``."""
+    out = check_output_dir(path, overwrite)
     if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out} already holds results; choose another directory or pass "
-                "overwrite=True (CLI: --overwrite) to replace them."
-            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out

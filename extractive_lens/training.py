@@ -52,17 +52,35 @@ from extractive_lens.data import Example
 from extractive_lens.delta import WeightDelta, layer_of
 from extractive_lens.metrics import (
     ExampleLike,
+    answer_index,
     answer_loss,
     as_examples,
     batches,
+    collapsed,
     encode,
     forward,
-    mean_rank,
     model_device,
+    option_logits,
+    ranks_from_logits,
 )
 from extractive_lens.models import model_identity, named_parameters
 
 Trainable = Sequence[int | Component | str] | None
+
+#: A run counts as diverged once at least this share of the checked rows has collapsed logits.
+COLLAPSED_SHARE = 0.5
+
+
+class DivergedError(FloatingPointError):
+    """Training diverged: the loss became NaN/inf, or the logits collapsed.
+
+    Collapsed logits (``metrics.collapsed``: all options tied, or non-finite) are as much a sign
+    of a destroyed model as a NaN loss, and more dangerous: with ties counted for the answer they
+    would look like perfect ranks. A subclass of ``FloatingPointError``, so sweeps record it as a
+    failed (diverged) run.
+    """
+
+
 EvalSets = Mapping[str, tuple[Sequence[ExampleLike], Sequence[str]]]
 
 
@@ -171,7 +189,10 @@ def finetune(
         progress: show a tqdm bar over epochs.
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite (the weights are still restored).
+        DivergedError: (a ``FloatingPointError``) the loss became NaN or infinite, or the logits
+            collapsed (at least half the answer positions of a step, or of an eval set's items,
+            with all values tied or non-finite; see ``metrics.collapsed``). The weights are
+            still restored.
     """
     start = time.perf_counter()
     examples = as_examples(examples)
@@ -216,11 +237,25 @@ class _Run:
         self.masks = {n: None if m is None else m.to(device) for n, m in masks.items()}
         self.optimizer = torch.optim.Adam(list(self.masters.values()), lr=lr)
 
-    def evaluate(self) -> dict[str, float]:
-        return {
-            f"rank/{name}": mean_rank(self.model, ex, options, batch_size=self.eval_batch_size)
-            for name, (ex, options) in self.eval_sets.items()
-        }
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        out = {}
+        for name, (ex, options) in self.eval_sets.items():
+            logits = option_logits(self.model, ex, options, batch_size=self.eval_batch_size)
+            self.check_collapse(logits, epoch, f"the option logits of eval set {name!r}")
+            out[f"rank/{name}"] = ranks_from_logits(logits, answer_index(ex, options))
+            out[f"rank/{name}"] = out[f"rank/{name}"].float().mean().item()
+        return out
+
+    def check_collapse(self, logits: Tensor, epoch: int, what: str) -> None:
+        """Raise ``DivergedError`` when most rows of ``logits`` carry no preference."""
+        share = collapsed(logits.detach().float()).float().mean().item()
+        if share >= COLLAPSED_SHARE:
+            raise DivergedError(
+                f"finetune diverged at epoch {epoch} (0 = before training; lr={self.lr:g}): "
+                f"{what} collapsed "
+                f"({share:.0%} of rows tied or non-finite), so every rank would be meaningless. "
+                "Lower the learning rate."
+            )
 
     def loss(self, examples: list[Example]) -> float:
         """Mean answer loss over ``examples`` (weighted by batch size), without training."""
@@ -243,7 +278,7 @@ class _Run:
                 p.requires_grad_(False)
             for n in self.masters:
                 params[n].requires_grad_(True)
-            history = [{"epoch": 0, "loss": self.loss(examples), **self.evaluate()}]
+            history = [{"epoch": 0, "loss": self.loss(examples), **self.evaluate(0)}]
             bar = tqdm(range(1, epochs + 1), desc="finetune", disable=not progress, leave=False)
             for epoch in bar:
                 order = torch.randperm(len(examples), generator=generator).tolist()
@@ -252,8 +287,15 @@ class _Run:
                     batches([examples[i] for i in order], self.batch_size)
                 ):
                     total += self.step(chunk, epoch, step) * len(chunk)
-                history.append({"epoch": epoch, "loss": total / len(examples), **self.evaluate()})
+                history.append(
+                    {"epoch": epoch, "loss": total / len(examples), **self.evaluate(epoch)}
+                )
                 bar.set_postfix({k.removeprefix("rank/"): v for k, v in history[-1].items()})
+            if epochs and not self.eval_sets:  # the last step's weights are otherwise unchecked
+                with torch.no_grad():
+                    batch = encode(model.tokenizer, examples[: self.batch_size])
+                    logits = forward(model, batch)[batch.loss_mask]
+                self.check_collapse(logits, epochs, "the logits at the answer tokens")
             delta = {}
             for n, master in self.masters.items():
                 diff = master.detach() - self.originals[n].float()
@@ -272,10 +314,14 @@ class _Run:
     def step(self, chunk: list[Example], epoch: int, step: int) -> float:
         """One Adam step on the fp32 masters; the model then holds the masters cast to its dtype."""
         batch = encode(self.model.tokenizer, chunk)
-        loss = answer_loss(forward(self.model, batch), batch)
+        logits = forward(self.model, batch)
+        self.check_collapse(
+            logits[batch.loss_mask.to(logits.device)], epoch, "the logits at the answer tokens"
+        )
+        loss = answer_loss(logits, batch)
         value = loss.item()
         if not math.isfinite(value):
-            raise FloatingPointError(
+            raise DivergedError(
                 f"finetune: the loss is {value} at epoch {epoch}, step {step} (lr={self.lr:g}). "
                 "Training diverged or the weights hold NaN/inf; lower the learning rate."
             )

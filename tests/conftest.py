@@ -7,8 +7,81 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.overrides import TorchFunctionMode  # noqa: E402
 
 from extractive_lens.models import tiny_model  # noqa: E402
+
+# --------------------------------------------------------------------------- precision
+#
+# The one rule for every numerical comparison in this suite: two computations of the same
+# quantity may differ by at most
+#
+#     HEADROOM * eps * scale
+#
+# where ``eps`` is the unit roundoff of the lowest precision the computation really runs in
+# (``working_eps``: a "float64" Llama still computes its RMSNorm and rotary in float32), and
+# ``scale`` is the magnitude of the terms the computation adds up, not of its result (a result
+# that cancels, like a difference of two slopes, keeps the rounding error of its terms).
+# HEADROOM covers the accumulated rounding of the longest chain in our tiny models (a few
+# reductions over <= 256 elements, ~sqrt(n) growth each) and differs between BLAS kernels and
+# thread counts, so a test written this way passes on any machine with 1 or 2 threads.
+
+HEADROOM = 256.0
+
+
+class _LowestFloat(TorchFunctionMode):
+    """Records the lowest-precision floating dtype any torch op produces while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.eps = 0.0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                self.eps = max(self.eps, torch.finfo(t.dtype).eps)
+        return out
+
+
+_EPS_CACHE: dict[int, float] = {}
+
+
+def working_eps(model) -> float:
+    """Unit roundoff of the lowest float precision used anywhere in ``model``'s forward."""
+    if id(model) not in _EPS_CACHE:
+        ids = torch.tensor([[1, 2, 3, 4]])
+        spy = _LowestFloat()
+        with torch.no_grad(), spy:
+            model(ids)
+        _EPS_CACHE[id(model)] = spy.eps
+    return _EPS_CACHE[id(model)]
+
+
+def assert_within_precision(actual, expected, *, eps: float, scale, msg: str = "") -> None:
+    """``|actual - expected| <= HEADROOM * eps * scale`` elementwise (the suite's one rule)."""
+    actual, expected = torch.as_tensor(actual), torch.as_tensor(expected)
+    scale = torch.as_tensor(scale, dtype=torch.float64)
+    error = (actual.double() - expected.double()).abs()
+    bound = HEADROOM * eps * scale
+    worst = (error - bound).max()
+    assert worst <= 0, (
+        f"{msg} differs by {error.max().item():.3g} > {HEADROOM:g} * eps {eps:.3g} * scale "
+        f"(bound {bound.max().item():.3g} where largest)"
+    )
+
+
+@pytest.fixture(scope="session")
+def precision():
+    """The precision rule as a fixture: ``precision.eps(model)``, ``precision.check(...)``."""
+
+    class Precision:
+        eps = staticmethod(working_eps)
+        check = staticmethod(assert_within_precision)
+        headroom = HEADROOM
+
+    return Precision
 
 
 @pytest.fixture(scope="session")

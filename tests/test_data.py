@@ -333,7 +333,7 @@ def test_validate_names_missing_answer(toy_tokenizer):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (dict(facts=()), "split 'facts': has no examples"),
+        (dict(extra=(Split("extra_two", (), ("a",)),)), "split 'extra_two': has no examples"),
         (dict(implication_options=()), "split 'implications': has no options"),
         (dict(fact_options=("Paris", "Rome", "Paris")), "duplicate option 'Paris'"),
         (dict(fact_options=("Paris", " Rome")), "option ' Rome' is empty or has surrounding"),
@@ -355,6 +355,12 @@ def test_validate_errors_name_the_offender(overrides, match, toy_tokenizer):
     assert validate(make_dataset(), toy_tokenizer) is None
     with pytest.raises(ValueError, match=match):
         validate(make_dataset(**overrides), toy_tokenizer)
+
+
+@pytest.mark.parametrize("split", ["facts", "implications"])
+def test_an_empty_required_split_is_refused_by_name(split):
+    with pytest.raises(ValueError, match=f"dataset 'toy': the split '{split}' is empty"):
+        make_dataset(**{split: ()})
 
 
 def test_validate_lists_all_problems_and_checks_arguments(toy_tokenizer):

@@ -7,6 +7,7 @@ import torch
 
 from extractive_lens.data import Example, first_hop
 from extractive_lens.metrics import (
+    collapsed,
     encode,
     logit_margin,
     mean_rank,
@@ -33,12 +34,29 @@ def test_encode_marks_answer_tokens_only(tiny_llama):
 
 def test_ranks_from_logits_semantics():
     logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 5.0], [1.0, 1.0, 0.0]])
-    answers = torch.tensor([0, 2, 1])
-    # rank = number of options strictly better than the answer
-    assert ranks_from_logits(logits, answers).tolist() == [0, 0, 0]
+    # rank = number of other options scoring at least as high: ties count against the answer
+    assert ranks_from_logits(logits, torch.tensor([0, 2, 1])).tolist() == [0, 1, 1]
     assert ranks_from_logits(logits, torch.tensor([1, 0, 2])).tolist() == [2, 2, 2]
-    margin = logit_margin(logits, answers)
+    margin = logit_margin(logits, torch.tensor([0, 2, 1]))
     torch.testing.assert_close(margin, torch.tensor([1.0, 5 - 10 / 3, 1 - 2 / 3]))
+
+
+def test_all_tied_or_broken_logits_give_the_worst_rank_not_the_best():
+    n = 20
+    answers = torch.arange(4) % n
+    tied = torch.zeros(4, n)
+    assert ranks_from_logits(tied, answers).tolist() == [n - 1] * 4
+    broken = torch.randn(4, n)
+    broken[0, 5] = float("nan")
+    broken[1, answers[1]] = float("nan")
+    broken[2, 0] = float("inf")
+    assert ranks_from_logits(broken, answers)[:3].tolist() == [n - 1] * 3
+    assert collapsed(tied).all() and collapsed(broken)[:3].all()
+    healthy = torch.randn(4, n)
+    assert not collapsed(healthy).any()
+    # a spread far below the logits' own resolution is a collapse; one logit apart is not
+    assert collapsed(torch.full((1, n), 1e4) + torch.arange(n) * 1e-4).item()
+    assert not collapsed(torch.full((1, n), 1e4) + torch.arange(n) * 1.0).item()
 
 
 def test_batch_size_and_padding_never_change_a_number(tiny):

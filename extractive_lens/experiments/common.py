@@ -15,19 +15,32 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.data import OCRDataset, get_dataset
+from extractive_lens.data import OCRDataset, get_dataset, validate, with_control
 from extractive_lens.delta import WeightDelta
 from extractive_lens.metrics import ranks
 from extractive_lens.results import prepare_output_dir, provenance, write_json
 
 
-def resolve_dataset(dataset: OCRDataset | str | Path, seed: int = 0) -> OCRDataset:
-    """An ``OCRDataset`` as given, or a built-in by name / a JSONL file by path."""
-    if isinstance(dataset, OCRDataset):
-        return dataset
+def resolve_dataset(
+    dataset: OCRDataset | str | Path, seed: int = 0, tokenizer: Any = None
+) -> OCRDataset:
+    """The dataset an experiment runs on, checked before any work starts.
+
+    ``dataset`` is an ``OCRDataset``, or a built-in by name / a JSONL file by path. A dataset
+    without a ``control_implications`` split gets one (``data.with_control``). With ``tokenizer``
+    every split is validated (``data.validate``: empty splits, answers missing from their options,
+    colliding first tokens...), so bad data fails at once, naming its split, not after training.
+    """
     if isinstance(dataset, str | Path):
-        return get_dataset(dataset, seed=seed)
-    raise TypeError(f"dataset must be an OCRDataset, a built-in name or a path, not {dataset!r}")
+        dataset = get_dataset(dataset, seed=seed)
+    elif not isinstance(dataset, OCRDataset):
+        raise TypeError(
+            f"dataset must be an OCRDataset, a built-in name or a path, not {dataset!r}"
+        )
+    dataset = with_control(dataset)
+    if tokenizer is not None:
+        validate(dataset, tokenizer)
+    return dataset
 
 
 def head(dataset: OCRDataset, n: int, n_train: int | None = None) -> OCRDataset:

@@ -213,7 +213,7 @@ def layer_freezing(
     start = time.perf_counter()
     if not datasets:
         raise ValueError("layer_freezing: no datasets given")
-    data = [resolve_dataset(d, data_seed) for d in datasets]
+    data = [resolve_dataset(d, data_seed, model.tokenizer) for d in datasets]
     names = [d.name for d in data]
     if len(set(names)) != len(names):
         raise ValueError(f"layer_freezing: dataset names must differ, got {names}")

@@ -19,11 +19,12 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset
+from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset, control_split
 from extractive_lens.delta import WeightDelta
+from extractive_lens.experiments.common import resolve_dataset
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
-from extractive_lens.results import prepare_output_dir, provenance, write_json
+from extractive_lens.results import check_output_dir, prepare_output_dir, provenance, write_json
 from extractive_lens.training import finetune
 
 #: Splits tracked through training, in table order.
@@ -47,6 +48,7 @@ class OCRResult:
         delta: the finetuned weight delta.
         seconds: wall time of the whole experiment.
         precheck_sizes: ``(n_items, n_options)`` of each pre-check split (for ``capability``).
+        control: the control split's description (which pairing it uses), or why there is none.
     """
 
     dataset: str
@@ -59,6 +61,7 @@ class OCRResult:
     delta: WeightDelta = field(repr=False)
     seconds: float = 0.0
     precheck_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    control: str = ""
 
     def table(self) -> list[dict[str, float]]:
         """The per-epoch rows (epoch, loss, mean rank per tracked split)."""
@@ -93,10 +96,24 @@ class OCRResult:
         if facts > 1.0:
             return head + " - the facts were not learned, so OCR cannot be judged."
         if math.isnan(effect):
-            return head + " - no control split, so OCR cannot be judged."
+            return head + f" - no control split ({self.control}), so OCR cannot be judged."
+        against = f" (control: {self.control_name()})"
         if effect > 2 * se:
-            return head + f" - OCR: implications beat the control by {effect:.2f} ± {se:.2f} ranks."
-        return head + f" - no OCR: implications vs control differ by {effect:.2f} ± {se:.2f} ranks."
+            return (
+                head + f" - OCR: implications beat the control by {effect:.2f} ± {se:.2f} ranks"
+                f"{against}."
+            )
+        return (
+            head + f" - no OCR: implications vs control differ by {effect:.2f} ± {se:.2f} ranks"
+            f", not significant at 2 SE{against}."
+        )
+
+    def control_name(self) -> str:
+        """The control's short name, e.g. ``deranged-pairing control``, from its description."""
+        for name in ("deranged-pairing control", "grouped-pairing control"):
+            if name in self.control:
+                return name
+        return self.control or "none"
 
     def capability(self) -> str:
         """The capability pre-check in plain words: can the model do the two-hop at all?
@@ -148,6 +165,7 @@ class OCRResult:
             "ocr_effect": {"control_minus_implication": effect, "standard_error": se},
             "verdict": self.verdict(),
             "capability": self.capability(),
+            "control": self.control,
             "seconds": self.seconds,
             "provenance": provenance(),
         }
@@ -165,16 +183,32 @@ def verify_ocr(
     paraphrases: bool = False,
     eval_batch_size: int = 32,
     progress: bool = True,
+    out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> OCRResult:
     """Finetune ``model`` on ``dataset.facts`` and measure OCR on its implications.
 
     The model's weights are unchanged afterwards; the finetuned weights are ``result.delta``.
     With ``paraphrases=True`` the facts are also trained in every template of
     ``dataset.fact_paraphrases`` (evaluation stays on the original templates).
+
+    Before any training, the dataset is validated for the model's tokenizer (errors name the
+    split), a ``control_implications`` split is generated if it has none (``data.with_control``),
+    and ``out`` (if given) is checked: an existing non-empty directory is refused unless
+    ``overwrite=True``. With ``out`` the result is saved there at the end (``OCRResult.save``).
+
+    Raises:
+        DivergedError: (a ``FloatingPointError``) training diverged: NaN loss or collapsed logits.
     """
     import time
 
     start = time.perf_counter()
+    if out is not None:
+        check_output_dir(out, overwrite)
+    if isinstance(dataset, OCRDataset):
+        dataset = resolve_dataset(dataset, tokenizer=model.tokenizer)
+    else:
+        raise TypeError(f"verify_ocr needs an OCRDataset, not {type(dataset).__name__}")
     splits = dataset.splits()
     tracked = {
         name: (splits[name], dataset.options_for(name)) for name in TRACKED if name in splits
@@ -212,7 +246,7 @@ def verify_ocr(
         "paraphrases": paraphrases,
         "n_train": len(train),
     }
-    return OCRResult(
+    result = OCRResult(
         dataset=dataset.name,
         model=model_identity(model),
         config=config,
@@ -225,7 +259,21 @@ def verify_ocr(
         precheck_sizes={
             name: (len(splits[name]), len(dataset.options_for(name))) for name in precheck
         },
+        control=_control_description(dataset),
     )
+    if out is not None:
+        result.save(out, overwrite=overwrite)
+    return result
+
+
+def _control_description(dataset: OCRDataset) -> str:
+    if CONTROL in dataset.splits():
+        return dataset.split(CONTROL).description
+    try:
+        control_split(dataset.implications, dataset.implication_options)
+    except ValueError as err:
+        return str(err)
+    return "no control split"
 
 
 def _rename(row: dict[str, Any]) -> dict[str, float]:

@@ -235,7 +235,9 @@ def data_ordering(
             names only (default: all 84); training always uses every name.
     """
     start = time.perf_counter()
-    ds = resolve_dataset(dataset if dataset is not None else daxwug(data_seed), data_seed)
+    ds = resolve_dataset(
+        dataset if dataset is not None else daxwug(data_seed), data_seed, model.tokenizer
+    )
     require_splits(ds, (TRAIN_FACTS, TRAIN_IMPLICATIONS, FACTS, IMPLICATIONS), "data_ordering")
     orders = list(orders)
     unknown = [o for o in orders if o not in ORDERS]

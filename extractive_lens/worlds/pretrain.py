@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from extractive_lens.data import Example, first_token_ids
-from extractive_lens.metrics import encode
+from extractive_lens.metrics import encode, ranks_from_logits
 from extractive_lens.worlds.curricula import CorpusConfig, build_corpus
 from extractive_lens.worlds.generator import FACT_ONLY, KNOWN, Fact, World, WorldConfig, make_world
 from extractive_lens.worlds.tokenizer import build_tokenizer
@@ -170,8 +170,7 @@ def hf_mean_ranks(
             scores = last[:, option_ids]
             index = {o: i for i, o in enumerate(options)}
             answers = torch.tensor([index[e.answer] for e in examples])
-            correct = scores.gather(1, answers[:, None])
-            out[name] = (scores > correct).sum(1).float().mean().item()
+            out[name] = ranks_from_logits(scores, answers).float().mean().item()
     return out
 
 
