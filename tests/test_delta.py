@@ -9,6 +9,8 @@ from extractive_lens.components import Component, components
 from extractive_lens.delta import WeightDelta, layer_of, snapshot
 from extractive_lens.models import model_identity, named_parameters, tiny_model
 
+F32 = torch.finfo(torch.float32).eps  # deltas are stored and added in float32
+
 
 def random_delta(model, seed: int = 0, scale: float = 0.1) -> WeightDelta:
     """A dense random delta over every parameter (embeddings and norms included)."""
@@ -93,13 +95,14 @@ def test_layer_of():
     assert layer_of("transformer.ln_f.weight") is None
 
 
-def test_arithmetic():
+def test_arithmetic(precision):
     a = WeightDelta({"x": torch.randn(3, 4), "y": torch.randn(2)})
     b = WeightDelta({"x": torch.randn(3, 4), "z": torch.randn(5)})
     s = a + b
     assert s.names == ["x", "y", "z"]  # key union, missing = zero
     assert torch.equal(s["y"], a["y"]) and torch.equal(s["z"], b["z"])
-    assert torch.allclose((a + b - b)["x"], a["x"], atol=1e-6)
+    x = (a + b - b)["x"]
+    precision.check(x, a["x"], eps=F32, scale=a["x"].abs() + b["x"].abs())
     assert torch.equal((a - b)["z"], -b["z"])
     assert torch.equal((2 * a)["x"], (a + a)["x"]) and torch.equal((a * 2)["y"], (a + a)["y"])
     assert torch.equal((-a)["x"], -a["x"])
@@ -122,7 +125,7 @@ def test_mapping_repr_and_to():
     assert a.to("cpu").metadata == {"lr": 1e-3}
 
 
-def test_between_and_zeros_like(tiny_llama):
+def test_between_and_zeros_like(tiny_llama, precision):
     zero = WeightDelta.zeros_like(tiny_llama)
     assert zero.norm() == 0 and len(zero) == len(named_parameters(tiny_llama))
     assert zero.identity["name"] == tiny_llama.cfg.model_name
@@ -130,8 +133,9 @@ def test_between_and_zeros_like(tiny_llama):
     delta = random_delta(tiny_llama, seed=3)
     with delta.applied(tiny_llama):
         measured = WeightDelta.between(before, tiny_llama)
-    for n in delta:
-        assert torch.allclose(measured[n], delta[n], atol=1e-6)
+    for n in delta:  # (theta + delta) - theta, each rounded to fp32
+        scale = before[n].abs() + delta[n].abs()
+        precision.check(measured[n], delta[n], eps=F32, scale=scale, msg=n)
 
 
 def test_applied_restores_bit_exactly(tiny):
@@ -146,7 +150,7 @@ def test_applied_restores_bit_exactly(tiny):
     assert all(torch.equal(p, before[n]) for n, p in named_parameters(tiny).items())
 
 
-def test_applied_scale_nests(tiny_llama):
+def test_applied_scale_nests(tiny_llama, precision):
     delta = random_delta(tiny_llama, seed=2)
     with delta.applied(tiny_llama):
         once = snapshot(tiny_llama)
@@ -155,7 +159,8 @@ def test_applied_scale_nests(tiny_llama):
     with delta.applied(tiny_llama, scale=0.0):
         nothing = snapshot(tiny_llama)
     for n, p in named_parameters(tiny_llama).items():
-        assert torch.allclose(once[n], twice[n], atol=1e-6)
+        scale = p.abs() + delta[n].abs()
+        precision.check(once[n], twice[n], eps=F32, scale=scale, msg=n)
         assert torch.equal(nothing[n], p)
 
 

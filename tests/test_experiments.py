@@ -267,7 +267,7 @@ def grafted(tiny_llama):
     return result, ds
 
 
-def test_graft_is_exactly_the_difference_of_the_two_trained_models(grafted, tiny_llama):
+def test_graft_is_exactly_the_difference_of_the_two_trained_models(grafted, tiny_llama, precision):
     result, ds = grafted
     # Train the implications by hand on the facts model theta + Delta_F ...
     with result.deltas["F"].applied(tiny_llama):
@@ -280,7 +280,13 @@ def test_graft_is_exactly_the_difference_of_the_two_trained_models(grafted, tiny
     assert set(graft) == set(by_hand.delta)
     for n in graft:
         assert torch.equal(graft[n], by_hand.delta[n])
-        assert torch.allclose(both_model[n].float() - facts_model[n].float(), graft[n], atol=1e-6)
+        precision.check(
+            both_model[n].float() - facts_model[n].float(),
+            graft[n],
+            eps=torch.finfo(torch.float32).eps,
+            scale=facts_model[n].abs() + graft[n].abs(),
+            msg=n,
+        )
     assert result.deltas["F,I(F)"].metadata["base"] is not None
     assert result.deltas["I(F)"].metadata["base"] is None
 

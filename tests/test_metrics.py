@@ -59,7 +59,7 @@ def test_all_tied_or_broken_logits_give_the_worst_rank_not_the_best():
     assert not collapsed(torch.full((1, n), 1e4) + torch.arange(n) * 1.0).item()
 
 
-def test_batch_size_and_padding_never_change_a_number(tiny):
+def test_batch_size_and_padding_never_change_a_number(tiny, precision):
     data = first_hop()
     examples = list(data.implications[:6]) + [
         Example(
@@ -71,7 +71,8 @@ def test_batch_size_and_padding_never_change_a_number(tiny):
     opts = data.implication_options
     one = option_logits(tiny, examples, opts, batch_size=1)
     many = option_logits(tiny, examples, opts, batch_size=32)
-    torch.testing.assert_close(one, many, atol=2e-5, rtol=1e-5)
+    # other batch shapes reorder the forward's reductions: rounding at the logits' own scale
+    precision.check(one, many, eps=precision.eps(tiny), scale=many.abs().max())
     assert torch.equal(
         ranks(tiny, examples, opts, batch_size=1), ranks(tiny, examples, opts, batch_size=7)
     )

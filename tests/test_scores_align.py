@@ -77,7 +77,7 @@ def test_canonical_positions_and_labels(tok):
         canonical_layout(tok, a, "Some other prompt X is from speak")
 
 
-def test_canonical_scores_keep_totals(tiny_gpt2):
+def test_canonical_scores_keep_totals(tiny_gpt2, precision):
     from extractive_lens.models import named_parameters
 
     gen = torch.Generator().manual_seed(0)
@@ -90,10 +90,13 @@ def test_canonical_scores_keep_totals(tiny_gpt2):
     for template in (None, "The people in the city X Y is from speak"):
         c = s.canonical(template)
         assert c.mlp.shape[0] == len(c.labels)
-        torch.testing.assert_close(c.total(), s.total() / len(ITEMS))
+        # sums of the same fp32 scores in another order: rounding at the scale of their terms
+        terms = (s.mlp.abs().sum() + s.heads.abs().sum()) / len(ITEMS)
+        eps = torch.finfo(torch.float32).eps
+        precision.check(c.total(), s.total() / len(ITEMS), eps=eps, scale=terms)
         # per component too: canonical sum over positions = mean per-item total
         per_item = s.sum_positions()["heads"].mean(0)
-        torch.testing.assert_close(c.heads.sum(0), per_item)
+        precision.check(c.heads.sum(0), per_item, eps=eps, scale=s.heads.abs().sum((0, 1)))
     assert c.top(3)[0][2] >= c.top(3)[1][2]
 
 
