@@ -164,6 +164,11 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         a, b = self.identity, other.identity
         if a is not None and b is not None and not same_model(a, b):
             raise ValueError(f"cannot combine deltas made for different models: {a} vs {b}")
+        identity = a if a is not None else b
+        if a is not None and b is not None and a.get("fingerprint") != b.get("fingerprint"):
+            # e.g. Delta_F + a delta trained on theta + Delta_F: a chain whose base weights the
+            # sum cannot know, so it keeps no fingerprint rather than a wrong one
+            identity = {k: v for k, v in a.items() if k != "fingerprint"}
         out = dict(self._tensors)
         for n, t in other.items():
             if n not in out:
@@ -172,7 +177,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
             if out[n].shape != t.shape:
                 raise ValueError(f"{n}: shapes differ, {tuple(out[n].shape)} vs {tuple(t.shape)}")
             out[n] = out[n] + t.to(out[n].device)
-        return WeightDelta(out, identity=a if a is not None else b)
+        return WeightDelta(out, identity=identity)
 
     def __mul__(self, scale: object) -> WeightDelta:
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
@@ -362,5 +367,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
 
 
 def same_model(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two ``model_identity`` records describe the same model (keys both carry agree)."""
-    return all(a[k] == b[k] for k in a.keys() & b.keys())
+    """Whether two ``model_identity`` records describe the same architecture and shapes (the keys
+    both carry agree). The weights' fingerprint is not compared: deltas made on different weights
+    of one model (a chain of finetunes) combine."""
+    return all(a[k] == b[k] for k in (a.keys() & b.keys()) - {"fingerprint"})

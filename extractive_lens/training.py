@@ -315,12 +315,12 @@ class _Run:
         """One Adam step on the fp32 masters; the model then holds the masters cast to its dtype."""
         batch = encode(self.model.tokenizer, chunk)
         logits = forward(self.model, batch)
-        self.check_collapse(
-            logits[batch.loss_mask.to(logits.device)], epoch, "the logits at the answer tokens"
-        )
         loss = answer_loss(logits, batch)
         value = loss.item()
-        if not math.isfinite(value):
+        if math.isfinite(value):  # a finite loss can still hide logits that tell nothing apart
+            answer_logits = logits[batch.loss_mask.to(logits.device)]
+            self.check_collapse(answer_logits, epoch, "the logits at the answer tokens")
+        else:
             raise DivergedError(
                 f"finetune: the loss is {value} at epoch {epoch}, step {step} (lr={self.lr:g}). "
                 "Training diverged or the weights hold NaN/inf; lower the learning rate."

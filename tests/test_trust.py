@@ -124,7 +124,14 @@ def test_a_delta_from_same_shaped_other_weights_is_refused(tmp_path):
     assert WeightDelta.load(path, b, allow_other_weights=True).equal(delta)
     with delta.applied(a):  # the finetuned weights are other weights too
         assert weights_fingerprint(a) != fa
+        on_top = training.finetune(a, first_hop().facts[8:16], lr=1e-3, epochs=1, progress=False)
     assert weights_fingerprint(a) == fa
+    # deltas made on the same weights keep the fingerprint; a chain's sum cannot know its base
+    assert (delta + delta).identity["fingerprint"] == fa
+    assert on_top.delta.identity["fingerprint"] not in (fa, None)
+    assert "fingerprint" not in (delta + on_top.delta).identity
+    with pytest.raises(ValueError, match="different models"):
+        delta + WeightDelta.zeros_like(tiny_model("gpt2", seed=0))
 
 
 def test_fingerprint_sees_a_change_to_one_head_and_ignores_the_device():
