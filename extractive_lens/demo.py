@@ -99,7 +99,7 @@ class DemoResult:
 
     def summary(self) -> str:
         """The printed summary: table, verdict, wall time and where the report is."""
-        lines = [format_summary_table(self.rows()), "", self.verdict()]
+        lines = [format_summary_table(self.rows()), "", self.verdict(), *self.notes]
         lines += [r.ocr.capability() for r in self.runs if hasattr(r.ocr, "capability")]
         lines.append(f"demo wall time {self.seconds:.1f} s")
         if self.report_path is not None:
@@ -192,6 +192,7 @@ def run_demo(
     from extractive_lens.data import get_dataset
     from extractive_lens.experiments.ocr import verify_ocr
     from extractive_lens.models import load_model, model_identity
+    from extractive_lens.training import DivergedError
 
     start = time.perf_counter()
     if threads is not None:
@@ -225,16 +226,20 @@ def run_demo(
         dataset = get_dataset(name, seed=data_seed)
         if progress:
             tqdm.write(f"{dataset.name}: finetuning on {len(dataset.facts)} facts")
-        ocr = verify_ocr(
-            model,
-            dataset,
-            lr=lr,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            paraphrases=paraphrases,
-            progress=progress,
-        )
+        try:
+            ocr = verify_ocr(
+                model,
+                dataset,
+                lr=lr,
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=seed,
+                paraphrases=paraphrases,
+                progress=progress,
+            )
+        except FloatingPointError as err:  # diverged: reported, never shown as a result
+            notes.append(f"{dataset.name}: DIVERGED, no results: {err}")
+            continue
         with _step(f"{dataset.name}: extractive scores", progress):
             scores, canonical, note = _scores(
                 model, ocr.delta, dataset, counterfactuals, score_seed
@@ -251,6 +256,9 @@ def run_demo(
             DatasetRun(dataset.name, ocr, scores, canonical, graph, time.perf_counter() - t0)
         )
         _save_run(out / dataset.name, runs[-1])
+    if not runs:
+        write_json(out / "summary.json", {"config": config, "notes": notes})
+        raise DivergedError("every dataset of the demo diverged:\n" + "\n".join(notes))
     demo = DemoResult(
         identity, config, tuple(runs), out, None, time.perf_counter() - start, tuple(notes)
     )

@@ -281,6 +281,8 @@ def _demo_report(demo: Any, title: str | None) -> Report:
     rep = Report(title or f"extractive_lens demo on {demo.model.get('name', 'a model')}")
     rep.header = _header(demo.model, runs, extra_config=dict(demo.config), seconds=demo.seconds)
     rep.paragraphs.append(("Did out-of-context reasoning happen?", _verdict_lines(runs)))
+    if demo.notes:  # diverged datasets, skipped scores: what the figures below do not show
+        rep.paragraphs.append(("Notes", list(demo.notes)))
     _add_ocr_figures(rep, runs)
     for run in demo.runs:
         if run.canonical is None:

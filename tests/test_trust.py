@@ -56,6 +56,30 @@ def test_a_sweep_records_a_diverged_run_as_failed(tiny_llama, tmp_path):
     assert "diverged" in record["error"] and "collapsed" in record["error"]
 
 
+def test_a_diverged_demo_says_so_in_summary_and_report(tiny_llama, tmp_path):
+    from dataclasses import replace
+
+    from extractive_lens.demo import run_demo
+    from extractive_lens.report import build_report
+
+    with pytest.raises(DivergedError, match="every dataset of the demo diverged"):
+        run_demo(model=tiny_llama, out_dir=tmp_path / "demo", lr=1e9, epochs=1, progress=False)
+    notes = json.loads((tmp_path / "demo" / "summary.json").read_text())["notes"]
+    assert len(notes) == 2 and all("DIVERGED" in n for n in notes)
+    demo = run_demo(
+        model=tiny_llama,
+        out_dir=tmp_path / "ok",
+        datasets=["first_hop"],
+        epochs=1,
+        counterfactuals=1,
+        progress=False,
+        echo=None,
+    )
+    flagged = replace(demo, notes=("second_hop: DIVERGED, no results: collapsed",))
+    assert ("Notes", list(flagged.notes)) in build_report(flagged).paragraphs
+    assert "second_hop: DIVERGED" in flagged.summary()
+
+
 # --------------------------------------------------------------------------- checks before work
 
 
