@@ -78,6 +78,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self._tensors = {n: t.detach().to(dtype) for n, t in tensors.items()}
+        self.dtype = dtype
         self.identity = dict(identity) if identity is not None else None
         self.metadata = dict(metadata or {})
         self.versions: dict[str, str] = {}  # library versions recorded in the file (set by load)
@@ -154,7 +155,9 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         return self._new({n: t.to(device) for n, t in self._tensors.items()}, self.metadata)
 
     def _new(self, tensors: dict[str, Tensor], metadata: dict | None = None) -> WeightDelta:
-        return WeightDelta(tensors, identity=self.identity, metadata=metadata)
+        """A delta like this one (identity, dtype) holding ``tensors``: derived deltas never
+        round a float64 delta to float32."""
+        return WeightDelta(tensors, identity=self.identity, metadata=metadata, dtype=self.dtype)
 
     # ------------------------------------------------------------------ arithmetic
 
@@ -177,7 +180,8 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
             if out[n].shape != t.shape:
                 raise ValueError(f"{n}: shapes differ, {tuple(out[n].shape)} vs {tuple(t.shape)}")
             out[n] = out[n] + t.to(out[n].device)
-        return WeightDelta(out, identity=identity)
+        dtype = torch.promote_types(self.dtype, other.dtype)
+        return WeightDelta(out, identity=identity, dtype=dtype)
 
     def __mul__(self, scale: object) -> WeightDelta:
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
@@ -247,7 +251,8 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
     def apply(self, model: TransformerBridge, scale: float = 1.0) -> Callable[[], None]:
         """Add ``scale * delta`` to the weights in place; return a function restoring them exactly.
 
-        The sum is computed in fp32 and cast to the parameter's dtype and device.
+        The sum is computed in fp32, or in the parameter's dtype if wider (float64 models are
+        not rounded), and cast to the parameter's dtype and device.
         """
         self.check_compatible(model)
         params = named_parameters(model)
@@ -262,7 +267,8 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
             with torch.no_grad():
                 for n, d in self._tensors.items():
                     p = params[n]
-                    p.copy_((p.float() + scale * d.to(p.device)).to(p.dtype))
+                    wide = torch.promote_types(p.dtype, torch.float32)
+                    p.copy_((p.to(wide) + scale * d.to(p.device, wide)).to(p.dtype))
         except BaseException:
             restore()
             raise
@@ -341,6 +347,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
             {n: tensors[n] for n in order},
             identity=json.loads(header["identity"]),
             metadata=json.loads(header["metadata"]),
+            dtype=next(iter(tensors.values())).dtype if tensors else torch.float32,
         )
         delta.versions = json.loads(header.get("versions", "{}"))
         if model is not None:

@@ -236,3 +236,23 @@ def test_load_into_mismatched_model(tiny_llama, tmp_path, change):
         )
     else:
         assert "model.embed_tokens.weight: delta (49152, 64), model (49152, 32)" in message
+
+
+def test_float64_deltas_stay_float64_through_derivations_apply_and_files(tmp_path):
+    model = tiny_model("gpt2", n_layers=1, d_model=32, seed=0, dtype=torch.float64)
+    params = named_parameters(model)
+    name = next(n for n, p in params.items() if p.ndim == 2 and ".h.0." in n)
+    fine = torch.full(params[name].shape, 1e-3 + 1e-12, dtype=torch.float64)
+    delta = WeightDelta({name: fine}, dtype=torch.float64)
+    for derived in (
+        delta * 2,
+        -delta,
+        delta + delta,
+        delta.restrict(layers=[0]),
+        delta.restrict(components=components(model), model=model),
+        WeightDelta.load(delta.save(tmp_path / "d.safetensors")),
+    ):
+        assert derived.dtype == torch.float64 and derived[name].dtype == torch.float64
+    before = params[name].detach().clone()
+    with delta.applied(model):  # added in float64: the 1e-12 survives
+        assert torch.equal(params[name] - before, (before + fine) - before)
