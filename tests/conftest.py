@@ -144,3 +144,19 @@ def smollm2():
     from extractive_lens.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture
+def notebook_kernel(tmp_path, monkeypatch):
+    """A kernel running this interpreter, with the tutorials' environment: offline, one thread,
+    the tiny model, a private cache. Returns the kernel's name (see ``tests/notebooks.py``)."""
+    from notebooks import kernelspec
+
+    name = kernelspec(tmp_path / "jupyter")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits the environment
+    monkeypatch.setenv("EXTRACTIVE_LENS_TUTORIAL_MODEL", "tiny")
+    monkeypatch.setenv("EXTRACTIVE_LENS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TUTORIAL_MODEL", raising=False)
+    return name
