@@ -1,4 +1,4 @@
-"""Exact corpus counts, task-gram probabilities and rank correlations (extractive_lens.memorization)."""
+"""Exact corpus counts, task-gram probabilities and rank correlations (memorization)."""
 
 from __future__ import annotations
 
