@@ -1,7 +1,7 @@
 """The experiments of docs/results_lenses.md: subnetworks, memorization and dose on world models.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python docs/make_results_lenses.py pretrain --seeds 0 1 2
-    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python docs/make_results_lenses.py core memo dose --seeds 0 1 2
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python docs/make_results_lenses.py core memo dose
     python docs/make_results_lenses.py write       # tables (markdown) from the stored runs
 
 Stages (each resumable: a finished seed's JSON in ``--runs`` is reused):
@@ -48,8 +48,13 @@ if SMOKE:
 
 
 def _world_setup(seed: int, curriculum: str):  # noqa: ANN202
-    from extractive_lens.worlds import CorpusConfig, ModelConfig, TrainConfig, WorldConfig
-    from extractive_lens.worlds import make_world
+    from extractive_lens.worlds import (
+        CorpusConfig,
+        ModelConfig,
+        TrainConfig,
+        WorldConfig,
+        make_world,
+    )
 
     world = make_world(WorldConfig(seed=seed))
     return (
