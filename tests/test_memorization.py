@@ -197,3 +197,19 @@ def test_memorization_on_a_small_world_model() -> None:
     assert {row["split"] for row in rows} >= {"all", "facts"} and len(rows) == 2 * 6
     with pytest.raises(ValueError, match="lacks splits"):
         memorization(model, data, corpus, splits=["nope"])
+
+
+def test_cli_memorization_on_a_jsonl_corpus(tmp_path, capsys) -> None:  # noqa: ANN001
+    from extractive_lens.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "a b"}\n{"text": "c d"}\n')
+    out = tmp_path / "out"
+    argv = ["memorization", "--model", "tiny", "--corpus", str(corpus), "--lr", "0",
+            "--quiet", "--n-boot", "5", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["experiment"] == "memorization" and saved["counts"]["n_documents"] == 2
+    assert main(argv) == 2  # never overwrites silently
+    assert "already holds results" in capsys.readouterr().err
+    assert main([*argv[:4], str(tmp_path / "missing.txt"), *argv[5:-2]]) == 2

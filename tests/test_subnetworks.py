@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -191,3 +192,19 @@ def test_bad_inputs() -> None:
         MaskUnits.of(model, heads=False, mlps=False)
     with pytest.raises(ValueError, match="steps"):
         MaskConfig(steps=0)
+
+
+def test_cli_subnetworks_saves_masks(tmp_path) -> None:  # noqa: ANN001
+    from safetensors.torch import load_file
+
+    from extractive_lens.cli import main
+
+    out = tmp_path / "out"
+    argv = ["subnetworks", "--model", "tiny", "--lr", "0", "--steps", "3", "--sparsities",
+            "0.5", "--mask-seeds", "0", "1", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["experiment"] == "heuristic_core" and len(saved["masks"]) == 2
+    assert saved["provenance"]["versions"]["torch"]
+    masks = load_file(out / "masks.safetensors")
+    assert masks["s0.5_seed1.gates"].shape == (10,)
