@@ -92,6 +92,7 @@ def test_notebook_executes(tmp_path, monkeypatch):
     )
     assert "facts_first: last fact at" in printed
     assert "parameters," in printed and "facts" in printed
+    assert "core at sparsity 0.5" in printed and "| after | implications |" in printed
 
 
 if __name__ == "__main__":
