@@ -208,11 +208,153 @@ def run(stage: str, runs: Path, seeds: list[int]) -> None:
         print(f"{stage} seed {seed}: {row['wall_seconds']:.0f} s", flush=True)
 
 
-def write(runs: Path, seeds: list[int]) -> None:
-    """Print the markdown tables of results_lenses.md from the stored runs."""
-    from write_lenses import write_tables
+def _load(runs: Path, stage: str, seeds: list[int]) -> dict[int, dict]:
+    out = {}
+    for seed in seeds:
+        path = runs / stage / f"seed{seed}.json"
+        if path.exists():
+            out[seed] = json.loads(path.read_text())
+    return out
 
-    print(write_tables(runs, seeds, markdown_table, mean_spread))
+
+def _pm(values: list[float], digits: int = 2) -> str:
+    m = mean_spread(values)
+    if not m["n"]:
+        return "n/a"
+    if m["n"] == 1:
+        return f"{m['mean']:.{digits}f}"
+    return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}"
+
+
+def write_core(runs: Path, seeds: list[int]) -> str:
+    rows, overlap, eff, lists = [], [], [], []
+    data = _load(runs, "core", seeds)
+    if not data:
+        return "(no core runs)"
+    for s in ["full", 0.3, 0.5, 0.7]:
+        sub = [r for d in data.values() for r in d["table"] if r["sparsity"] == s]
+        rows.append({
+            "sparsity": s,
+            "achieved": _pm([r["achieved"] for r in sub]),
+            "kept units": _pm([r["kept"] for r in sub], 1),
+            "facts": _pm([r["facts"] for r in sub]),
+            "implications": _pm([r["implications"] for r in sub]),
+            "control": _pm([r["control"] for r in sub]),
+            "OCR effect": _pm([r["ocr_effect"] for r in sub]),
+            "keep OCR": f"{sum(r['keeps_ocr'] for r in sub)}/{len(sub)}",
+            "core size": "" if s == "full" else " / ".join(
+                str(len(d["cores"].get(str(s), []))) for d in data.values()
+            ),
+        })  # fmt: skip
+    for s in (0.3, 0.5, 0.7):
+        for role in ("informative", "upstream", "downstream"):
+            sub = [r for d in data.values() for r in d["overlap"]
+                   if r["sparsity"] == s and r["role"] == role]  # fmt: skip
+            overlap.append({
+                "sparsity": s,
+                "role": role,
+                "top-5 in core": " / ".join(str(r["top_in_core"]) for r in sub),
+                "kept if OCR kept": _pm([r["kept_if_ocr"] for r in sub if r["n_ocr"]]),
+                "kept if OCR lost": _pm([r["kept_if_no_ocr"] for r in sub if r["n_no_ocr"]]),
+                "subnetworks keep / lose": f"{sum(r['n_ocr'] for r in sub)} / "
+                f"{sum(r['n_no_ocr'] for r in sub)}",
+            })  # fmt: skip
+    eff.append({
+        "effective size, facts": _pm([e["facts"] for d in data.values()
+                                      for e in d["effective_size"]]),
+        "effective size, implications": _pm([e["implications"] for d in data.values()
+                                             for e in d["effective_size"]]),
+    })  # fmt: skip
+    for seed, d in data.items():
+        lists.append(f"- seed {seed}: OCR effect of the full model {d['ocr']['effect']:.2f}; "
+                     f"core at 0.5: {', '.join(d['cores'].get('0.5', [])) or '(empty)'}; "
+                     "top informative "
+                     f"{', '.join(d['top']['informative'])}; top upstream "
+                     f"{', '.join(d['top']['upstream'])}; top downstream "
+                     f"{', '.join(d['top']['downstream'])}")  # fmt: skip
+    walls = [d["wall_seconds"] for d in data.values()]
+    return "\n\n".join([
+        markdown_table(rows), markdown_table(overlap), markdown_table(eff), "\n".join(lists),
+        f"wall time per seed: {', '.join(f'{w:.0f} s' for w in walls)}",
+    ])  # fmt: skip
+
+
+def write_memo(runs: Path, seeds: list[int]) -> str:
+    data = _load(runs, "memo", seeds)
+    if not data:
+        return "(no memo runs)"
+    rows = []
+    first = next(iter(data.values()))
+    names = [n for n in first if n in ("first_hop", "zong")]
+    for name in names:
+        splits = [r["split"] for r in first[name]["table"] if r["phase"] == "before"]
+        for split in splits:
+            row: dict[str, Any] = {"dataset": name, "split": split}
+            for phase in ("before", "after"):
+                sub = [r for d in data.values() for r in d[name]["table"]
+                       if r["phase"] == phase and r["split"] == split]  # fmt: skip
+                if phase == "before":
+                    row["mean C(x,y)"] = _pm([r["mean C(x,y)"] for r in sub], 1)
+                row[f"log p {phase}"] = _pm([r["mean log p"] for r in sub])
+                row[f"Spearman {phase}"] = " / ".join(
+                    "nan" if r["spearman"] != r["spearman"] else f"{r['spearman']:.2f}" for r in sub
+                )
+                row[f"CI {phase}"] = (
+                    " / ".join(r["spearman CI"] for r in sub) if split == "all" else ""
+                )
+            rows.append(row)
+    ocr = [f"{n}: OCR effect " + " / ".join(f"{d[n]['ocr']['effect']:.2f}" for d in data.values())
+           for n in names]  # fmt: skip
+    walls = [d["wall_seconds"] for d in data.values()]
+    return "\n\n".join(
+        [
+            markdown_table(rows),
+            "; ".join(ocr),
+            f"wall time per seed: {', '.join(f'{w:.0f} s' for w in walls)}",
+        ]
+    )
+
+
+def write_dose(runs: Path, seeds: list[int]) -> str:
+    data = _load(runs, "dose", seeds)
+    if not data:
+        return "(no dose runs)"
+    rows = []
+    for k in DOSES:
+        for name in ("first_hop", "zong"):
+            sub = [d["uniform"][str(k)][name] for d in data.values()]
+            rows.append({
+                "k": k, "dataset": name,
+                "facts": _pm([r["final"]["facts"] for r in sub]),
+                "implications": _pm([r["final"]["implications"] for r in sub]),
+                "control": _pm([r["final"]["control_implications"] for r in sub]),
+                "OCR effect": _pm([r["effect"] for r in sub]),
+                "per seed": " / ".join(f"{r['effect']:.2f}" for r in sub),
+            })  # fmt: skip
+    graded = []
+    for name in ("first_hop", "zong"):
+        sub = [d["graded"][name] for d in data.values()]
+        tab = [next(r for r in g["table"] if r["split"] == "known_implications") for g in sub]
+        graded.append({
+            "dataset": name,
+            "Spearman (log p vs task-gram), known people": " / ".join(
+                f"{r['spearman']:.2f} {r['spearman CI']}" for r in tab),
+            "OCR effect (graded run)": " / ".join(f"{g['ocr']['effect']:.2f}" for g in sub),
+        })  # fmt: skip
+    walls = [d["wall_seconds"] for d in data.values()]
+    return "\n\n".join(
+        [
+            markdown_table(rows),
+            markdown_table(graded),
+            f"wall time per seed: {', '.join(f'{w:.0f} s' for w in walls)}",
+        ]
+    )
+
+
+def write(runs: Path, seeds: list[int]) -> None:
+    """Print the markdown tables of docs/results_lenses.md from the stored runs."""
+    for title, fn in (("(a) core", write_core), ("(b) memo", write_memo), ("(c) dose", write_dose)):
+        print(f"### {title}\n\n{fn(runs, seeds)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
