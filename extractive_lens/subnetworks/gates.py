@@ -166,29 +166,27 @@ def unit_means(
     count = 0
     current: dict[str, Tensor] = {}
 
-    def record(x: Tensor, hook: Any) -> None:
-        current[hook.name] = x.detach()
+    def recorder(name: str):  # noqa: ANN202
+        # Keyed by the name asked for: the bridge reports an alias's canonical name instead
+        # (hook_z fires as attn.o.hook_in).
+        def record(x: Tensor, hook: Any) -> None:
+            current[name] = x.detach()
+
+        return record
 
     names = list(units.hooks())
     for chunk in batches(as_examples(examples), batch_size):
         batch = encode(model.tokenizer, chunk, with_answers=False).to(model_device(model))
         current.clear()
-        with torch.no_grad(), model.hooks(fwd_hooks=[(n, record) for n in names]):
+        with torch.no_grad(), model.hooks(fwd_hooks=[(n, recorder(n)) for n in names]):
             model(batch.input_ids, attention_mask=batch.attention_mask)
+        if set(current) != set(names):
+            raise RuntimeError(f"gate hooks did not fire: {sorted(set(names) - set(current))}")
         keep = batch.attention_mask.bool()
-        for name, x in zip(names, _in_order(current, names), strict=True):
-            total = x[keep].double().sum(0)
-            sums[name] = sums.get(name, 0) + total
+        for name in names:
+            sums[name] = sums.get(name, 0) + current[name][keep].double().sum(0)
         count += int(keep.sum())
     return UnitMeans({n: (s / count).float() for n, s in sums.items()}, count)
-
-
-def _in_order(current: dict[str, Tensor], names: list[str]) -> list[Tensor]:
-    # The bridge reports an alias's canonical name (hook_z -> attn.o.hook_in): match by order.
-    values = list(current.values())
-    if len(values) != len(names):
-        raise RuntimeError(f"expected {len(names)} gate hooks to fire, saw {len(values)}")
-    return values
 
 
 @contextlib.contextmanager
