@@ -4,8 +4,8 @@
 >>> from extractive_lens.subnetworks import heuristic_core, MaskConfig
 >>> model, data = tiny_model(), first_hop()
 >>> r = heuristic_core(model, data, sparsities=(0.5,), seeds=(0,), config=MaskConfig(steps=5))
->>> r.table()[0]["sparsity"]
-0.5
+>>> [row["sparsity"] for row in r.table()]
+["full", 0.5]
 
 One call learns a mask per (target sparsity, seed) on the *facts* (in-domain: the finetuned
 behaviour), evaluates each subnetwork on the facts and on the implications (out of distribution:
