@@ -5,7 +5,7 @@
 >>> model, data = tiny_model(), first_hop()
 >>> r = heuristic_core(model, data, sparsities=(0.5,), seeds=(0,), config=MaskConfig(steps=5))
 >>> [row["sparsity"] for row in r.table()]
-["full", 0.5]
+['full', 0.5]
 
 One call learns a mask per (target sparsity, seed) on the *facts* (in-domain: the finetuned
 behaviour), evaluates each subnetwork on the facts and on the implications (out of distribution:
