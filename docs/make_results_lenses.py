@@ -351,10 +351,88 @@ def write_dose(runs: Path, seeds: list[int]) -> str:
     )
 
 
+def svg_bars(title: str, groups: list[str], series: dict[str, list[tuple[float, float]]]) -> str:
+    """A small grouped bar chart (mean, sd per bar) as standalone SVG: no plotting dependency, so
+    the committed figure regenerates anywhere."""
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2"]
+    width, height, left, top, bottom = 640, 300, 50, 30, 50
+    vmax = max(m + sd for bars in series.values() for m, sd in bars) * 1.1 or 1.0
+    group_w = (width - left - 10) / len(groups)
+    bar_w = group_w * 0.8 / len(series)
+    y = lambda v: top + (height - top - bottom) * (1 - v / vmax)  # noqa: E731
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{title}</text>',
+        f'<line x1="{left}" y1="{y(0)}" x2="{width - 10}" y2="{y(0)}" stroke="black"/>',
+    ]
+    for tick in range(0, int(vmax) + 1, max(1, int(vmax) // 5)):
+        out.append(f'<text x="{left - 5}" y="{y(tick) + 4}" text-anchor="end">{tick}</text>')
+    for gi, g in enumerate(groups):
+        x0 = left + gi * group_w + group_w * 0.1
+        out.append(
+            f'<text x="{x0 + group_w * 0.4}" y="{height - bottom + 15}" '
+            f'text-anchor="middle">{g}</text>'
+        )
+        for si, bars in enumerate(series.values()):
+            m, sd = bars[gi]
+            x = x0 + si * bar_w
+            out.append(
+                f'<rect x="{x:.1f}" y="{y(max(m, 0)):.1f}" width="{bar_w * 0.9:.1f}" '
+                f'height="{abs(y(0) - y(m)):.1f}" fill="{colors[si % 5]}"/>'
+            )
+            cx = x + bar_w * 0.45
+            out.append(
+                f'<line x1="{cx:.1f}" y1="{y(m - sd):.1f}" x2="{cx:.1f}" '
+                f'y2="{y(m + sd):.1f}" stroke="black"/>'
+            )
+    for si, name in enumerate(series):
+        lx = left + si * 150
+        out.append(
+            f'<rect x="{lx}" y="{height - 18}" width="10" height="10" '
+            f'fill="{colors[si % 5]}"/><text x="{lx + 14}" y="{height - 9}">{name}</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def write_figures(runs: Path, seeds: list[int], out: Path) -> None:
+    """docs/figures/lenses_core.svg and lenses_dose.svg from the stored runs."""
+    import statistics
+
+    def ms(values: list[float]) -> tuple[float, float]:
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    out.mkdir(parents=True, exist_ok=True)
+    core = _load(runs, "core", seeds)
+    if core:
+        levels = ["full", 0.3, 0.5, 0.7]
+        series = {
+            name: [ms([r[key] for d in core.values() for r in d["table"] if r["sparsity"] == s])
+                   for s in levels]
+            for name, key in (("facts", "facts"), ("implications", "implications"),
+                              ("control", "control"))
+        }  # fmt: skip
+        (out / "lenses_core.svg").write_text(svg_bars(
+            "(a) zong: mean rank of subnetworks by target sparsity (mean, sd over runs)",
+            [str(s) for s in levels], series))  # fmt: skip
+    dose = _load(runs, "dose", seeds)
+    if dose:
+        series = {
+            f"{name} OCR effect": [ms([d["uniform"][str(k)][name]["effect"]
+                                       for d in dose.values()]) for k in DOSES]
+            for name in ("first_hop", "zong")
+        }  # fmt: skip
+        (out / "lenses_dose.svg").write_text(svg_bars(
+            "(c) OCR effect (control - implication rank) vs implication dose k",
+            [f"k = {k}" for k in DOSES], series))  # fmt: skip
+
+
 def write(runs: Path, seeds: list[int]) -> None:
     """Print the markdown tables of docs/results_lenses.md from the stored runs."""
     for title, fn in (("(a) core", write_core), ("(b) memo", write_memo), ("(c) dose", write_dose)):
         print(f"### {title}\n\n{fn(runs, seeds)}\n")
+    write_figures(runs, seeds, Path(__file__).parent / "figures")
 
 
 def main(argv: list[str] | None = None) -> int:
