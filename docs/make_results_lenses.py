@@ -92,7 +92,7 @@ def _ocr_row(result: Any) -> dict[str, Any]:
     return {"final": result.final(), "effect": effect, "se": se, "seconds": result.seconds}
 
 
-def stage_core(runs: Path, seed: int) -> dict[str, Any]:
+def stage_core(runs: Path, seed: int, sparsities: tuple = (0.3, 0.5, 0.7)) -> dict[str, Any]:
     from extractive_lens.subnetworks import heuristic_core
 
     model = model_for(runs, seed, "interleaved")
@@ -102,11 +102,12 @@ def stage_core(runs: Path, seed: int) -> dict[str, Any]:
     start = time.perf_counter()
     from extractive_lens.subnetworks import MaskConfig
 
-    grid = {"sparsities": (0.3, 0.5, 0.7), "seeds": (0, 1, 2)}
+    grid: dict[str, Any] = {"sparsities": sparsities, "seeds": (0, 1, 2)}
     if SMOKE:
         grid = {"sparsities": (0.5,), "seeds": (0, 1), "config": MaskConfig(steps=20)}
     result = heuristic_core(model, data, ocr.delta, **grid)
-    result.save(runs / "core" / f"seed{seed}", overwrite=True)
+    tag = "core" if sparsities == (0.3, 0.5, 0.7) else "core_high"
+    result.save(runs / tag / f"seed{seed}", overwrite=True)
     return {
         "ocr": _ocr_row(ocr),
         "table": result.table(),
@@ -188,7 +189,14 @@ def stage_dose(runs: Path, seed: int) -> dict[str, Any]:
     return out
 
 
-STAGES = {"core": stage_core, "memo": stage_memo, "dose": stage_dose}
+def stage_core_high(runs: Path, seed: int) -> dict[str, Any]:
+    """(a) at higher targets: the per-group rounding of the deterministic mask leaves the achieved
+    sparsity below the target (0.7 -> about 0.53), so 0.85 and 0.95 probe where behaviour breaks
+    (same model and OCR delta: ``verify_ocr`` is deterministic for its seed)."""
+    return stage_core(runs, seed, sparsities=(0.85, 0.95))
+
+
+STAGES = {"core": stage_core, "core_high": stage_core_high, "memo": stage_memo, "dose": stage_dose}
 
 
 def run(stage: str, runs: Path, seeds: list[int]) -> None:
