@@ -234,12 +234,35 @@ def _pm(values: list[float], digits: int = 2) -> str:
     return f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}"
 
 
-def write_core(runs: Path, seeds: list[int]) -> str:
-    rows, overlap, eff, lists = [], [], [], []
+def _merged(runs: Path, seeds: list[int]) -> dict[int, dict]:
+    """Each seed's core run with its core_high rows, cores and overlap appended."""
     data = _load(runs, "core", seeds)
+    for seed, high in _load(runs, "core_high", seeds).items():
+        if seed in data:
+            data[seed]["table"] += [r for r in high["table"] if r["sparsity"] != "full"]
+            data[seed]["cores"].update(high["cores"])
+            data[seed]["overlap"] += high["overlap"]
+    return data
+
+
+def _effective_size(d: dict, split: str) -> list[float]:
+    """Per mask seed: 1 - the largest achieved sparsity within 1 rank of the full model."""
+    full = next(r for r in d["table"] if r["sparsity"] == "full")
+    out = []
+    for seed in sorted({r["seed"] for r in d["table"] if r["seed"] is not None}):
+        ok = [r["achieved"] for r in d["table"]
+              if r["seed"] == seed and r[split] <= full[split] + 1.0]  # fmt: skip
+        out.append(1.0 - max(ok, default=0.0))
+    return out
+
+
+def write_core(runs: Path, seeds: list[int]) -> str:
+    rows, overlap, lists = [], [], []
+    data = _merged(runs, seeds)
     if not data:
         return "(no core runs)"
-    for s in ["full", 0.3, 0.5, 0.7]:
+    levels = sorted({r["sparsity"] for d in data.values() for r in d["table"]} - {"full"})
+    for s in ["full", *levels]:
         sub = [r for d in data.values() for r in d["table"] if r["sparsity"] == s]
         rows.append({
             "sparsity": s,
@@ -254,7 +277,7 @@ def write_core(runs: Path, seeds: list[int]) -> str:
                 str(len(d["cores"].get(str(s), []))) for d in data.values()
             ),
         })  # fmt: skip
-    for s in (0.3, 0.5, 0.7):
+    for s in levels:
         for role in ("informative", "upstream", "downstream"):
             sub = [r for d in data.values() for r in d["overlap"]
                    if r["sparsity"] == s and r["role"] == role]  # fmt: skip
@@ -267,12 +290,16 @@ def write_core(runs: Path, seeds: list[int]) -> str:
                 "subnetworks keep / lose": f"{sum(r['n_ocr'] for r in sub)} / "
                 f"{sum(r['n_no_ocr'] for r in sub)}",
             })  # fmt: skip
-    eff.append({
-        "effective size, facts": _pm([e["facts"] for d in data.values()
-                                      for e in d["effective_size"]]),
-        "effective size, implications": _pm([e["implications"] for d in data.values()
-                                             for e in d["effective_size"]]),
-    })  # fmt: skip
+    eff = [{
+        "effective size, facts": _pm([v for d in data.values()
+                                      for v in _effective_size(d, "facts")]),
+        "effective size, implications": _pm([v for d in data.values()
+                                             for v in _effective_size(d, "implications")]),
+        "per world seed (facts; implications)": " / ".join(
+            f"{', '.join(f'{v:.2f}' for v in _effective_size(d, 'facts'))}; "
+            f"{', '.join(f'{v:.2f}' for v in _effective_size(d, 'implications'))}"
+            for d in data.values()),
+    }]  # fmt: skip
     for seed, d in data.items():
         lists.append(f"- seed {seed}: OCR effect of the full model {d['ocr']['effect']:.2f}; "
                      f"core at 0.5: {', '.join(d['cores'].get('0.5', [])) or '(empty)'}; "
@@ -281,9 +308,11 @@ def write_core(runs: Path, seeds: list[int]) -> str:
                      f"{', '.join(d['top']['upstream'])}; top downstream "
                      f"{', '.join(d['top']['downstream'])}")  # fmt: skip
     walls = [d["wall_seconds"] for d in data.values()]
+    high = [d["wall_seconds"] for d in _load(runs, "core_high", seeds).values()]
     return "\n\n".join([
         markdown_table(rows), markdown_table(overlap), markdown_table(eff), "\n".join(lists),
-        f"wall time per seed: {', '.join(f'{w:.0f} s' for w in walls)}",
+        f"wall time per seed: {', '.join(f'{w:.0f} s' for w in walls)} (core, with pretraining); "
+        f"{', '.join(f'{w:.0f} s' for w in high)} (core_high)",
     ])  # fmt: skip
 
 
@@ -412,9 +441,12 @@ def write_figures(runs: Path, seeds: list[int], out: Path) -> None:
         return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
     out.mkdir(parents=True, exist_ok=True)
-    core = _load(runs, "core", seeds)
+    core = _merged(runs, seeds)
     if core:
-        levels = ["full", 0.3, 0.5, 0.7]
+        levels = [
+            "full",
+            *sorted({r["sparsity"] for d in core.values() for r in d["table"]} - {"full"}),
+        ]
         series = {
             name: [ms([r[key] for d in core.values() for r in d["table"] if r["sparsity"] == s])
                    for s in levels]
@@ -437,9 +469,18 @@ def write_figures(runs: Path, seeds: list[int], out: Path) -> None:
 
 
 def write(runs: Path, seeds: list[int]) -> None:
-    """Print the markdown tables of docs/results_lenses.md from the stored runs."""
-    for title, fn in (("(a) core", write_core), ("(b) memo", write_memo), ("(c) dose", write_dose)):
-        print(f"### {title}\n\n{fn(runs, seeds)}\n")
+    """Rewrite the generated blocks of docs/results_lenses.md (between ``<!-- BEGIN name -->``
+    and ``<!-- END name -->``; the prose is written by hand) and the SVG figures."""
+    import re
+
+    doc = Path(__file__).parent / "results_lenses.md"
+    text = doc.read_text()
+    for name, fn in (("core", write_core), ("memo", write_memo), ("dose", write_dose)):
+        block = f"<!-- BEGIN {name} -->\n{fn(runs, seeds)}\n<!-- END {name} -->"
+        text = re.sub(
+            f"<!-- BEGIN {name} -->.*?<!-- END {name} -->", lambda _: block, text, flags=re.S
+        )
+    doc.write_text(text)
     write_figures(runs, seeds, Path(__file__).parent / "figures")
 
 
