@@ -478,7 +478,7 @@ def write(runs: Path, seeds: list[int]) -> None:
     for name, fn in (("core", write_core), ("memo", write_memo), ("dose", write_dose)):
         block = f"<!-- BEGIN {name} -->\n{fn(runs, seeds)}\n<!-- END {name} -->"
         text = re.sub(
-            f"<!-- BEGIN {name} -->.*?<!-- END {name} -->", lambda _: block, text, flags=re.S
+            f"<!-- BEGIN {name} -->.*?<!-- END {name} -->", lambda _, b=block: b, text, flags=re.S
         )
     doc.write_text(text)
     write_figures(runs, seeds, Path(__file__).parent / "figures")
