@@ -311,8 +311,8 @@ def write_core(runs: Path, seeds: list[int]) -> str:
     high = [d["wall_seconds"] for d in _load(runs, "core_high", seeds).values()]
     return "\n\n".join([
         markdown_table(rows), markdown_table(overlap), markdown_table(eff), "\n".join(lists),
-        f"wall time per seed: {', '.join(f'{w:.0f} s' for w in walls)} (core, with pretraining); "
-        f"{', '.join(f'{w:.0f} s' for w in high)} (core_high)",
+        f"wall time per seed: {', '.join(f'{w:.0f} s' for w in walls)} (core, with pretraining)"
+        + (f"; {', '.join(f'{w:.0f} s' for w in high)} (core_high)" if high else ""),
     ])  # fmt: skip
 
 
