@@ -96,8 +96,15 @@ def _world_model(gqa: bool = True, seed: int = 0):  # noqa: ANN202
     return load_model(hf_model=LlamaForCausalLM(cfg), tokenizer=tok), world.first_hop()
 
 
-def test_mean_ablation_equals_an_exact_intervention() -> None:
-    model, data = _world_model()
+def _gpt2():  # noqa: ANN202
+    from extractive_lens import first_hop, tiny_model
+
+    return tiny_model("gpt2", n_layers=2, n_heads=4), first_hop()
+
+
+@pytest.mark.parametrize("make", [_world_model, _gpt2], ids=["llama-gqa", "gpt2"])
+def test_mean_ablation_equals_an_exact_intervention(make) -> None:  # noqa: ANN001
+    model, data = make()
     units = MaskUnits.of(model)
     means = unit_means(model, units, data.facts)
     batch = encode(model.tokenizer, data.facts, with_answers=False)
