@@ -215,3 +215,22 @@ def test_cli_subnetworks_saves_masks(tmp_path) -> None:  # noqa: ANN001
     assert saved["provenance"]["versions"]["torch"]
     masks = load_file(out / "masks.safetensors")
     assert masks["s0.5_seed1.gates"].shape == (10,)
+
+
+def test_component_totals_sum_to_the_score_total() -> None:
+    from extractive_lens.delta import WeightDelta
+    from extractive_lens.scores import extractive_scores
+    from extractive_lens.subnetworks import component_totals
+
+    model, data = _world_model(gqa=False)
+    gen = torch.Generator().manual_seed(0)
+    zero = WeightDelta.zeros_like(model)
+    delta = WeightDelta({n: 1e-2 * torch.randn(t.shape, generator=gen) for n, t in zero.items()})
+    scores = extractive_scores(
+        model, delta, data.implications[:6], data.implication_options, counterfactuals=2
+    )
+    totals = component_totals(scores)
+    for role, s in scores.roles().items():
+        assert set(totals[role]) == {str(c) for c in s.components()}
+        want = float(s.total()) / len(s.examples)
+        assert sum(totals[role].values()) == pytest.approx(want, rel=1e-4, abs=1e-6)

@@ -328,16 +328,7 @@ def heuristic_core(
     start = time.perf_counter()
     train = list(train_examples or _in_domain(dataset))
     units = MaskUnits.of(model, heads=config.heads, mlps=config.mlps)
-    scores = None
-    if delta is not None:
-        from extractive_lens.scores import extractive_scores
-
-        scores = component_totals(
-            extractive_scores(
-                model, delta, dataset.implications, dataset.implication_options,
-                counterfactuals=counterfactuals,
-            )
-        )  # fmt: skip
+    scores = None if delta is None else _score_totals(model, dataset, delta, counterfactuals)
     masks, mask_ranks = [], []
     with delta.applied(model) if delta is not None else contextlib.nullcontext():
         full = _split_ranks(model, dataset)
@@ -364,6 +355,21 @@ def heuristic_core(
         config={**config.to_dict(), "sparsities": list(sparsities), "seeds": list(seeds)},
         seconds=time.perf_counter() - start,
     )
+
+
+def _score_totals(
+    model: TransformerBridge, dataset: OCRDataset, delta: Any, counterfactuals: int
+) -> dict[str, dict[str, float]]:
+    from extractive_lens.scores import extractive_scores
+
+    scores = extractive_scores(
+        model,
+        delta,
+        dataset.implications,
+        dataset.implication_options,
+        counterfactuals=counterfactuals,
+    )
+    return component_totals(scores)
 
 
 def _in_domain(dataset: OCRDataset) -> list[Any]:
