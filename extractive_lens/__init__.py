@@ -42,6 +42,14 @@ from extractive_lens.experiments import (
     weight_grafting,
 )
 from extractive_lens.graph import ExtractiveGraph, extractive_graph
+from extractive_lens.memorization import (
+    CountTable,
+    MemorizationResult,
+    count_cooccurrences,
+    memorization,
+    rank_correlation,
+    read_documents,
+)
 from extractive_lens.metrics import encode, logit_margin, mean_rank, option_logits, ranks
 from extractive_lens.models import (
     ModelLoadError,
@@ -62,6 +70,7 @@ from extractive_lens.scores import (
     informative_scores,
     upstream_scores,
 )
+from extractive_lens.subnetworks import MaskConfig, SubnetworkResult, heuristic_core
 from extractive_lens.training import FinetuneResult, finetune
 from extractive_lens.worlds import WorldConfig, load_world_model, make_world
 
@@ -70,20 +79,25 @@ __version__ = "0.1.0"
 __all__ = [
     "Component",
     "ComponentScores",
+    "CountTable",
     "DemoResult",
     "Example",
     "ExtractiveGraph",
     "ExtractiveScores",
     "FinetuneResult",
+    "MaskConfig",
+    "MemorizationResult",
     "ModelLoadError",
     "OCRDataset",
     "OCRResult",
     "ParamSlice",
     "Split",
+    "SubnetworkResult",
     "UnsupportedModelError",
     "WeightDelta",
     "WorldConfig",
     "components",
+    "count_cooccurrences",
     "data_ordering",
     "daxwug",
     "downstream_scores",
@@ -96,6 +110,7 @@ __all__ = [
     "graft_localisation",
     "graph_figure",
     "head_drilldown",
+    "heuristic_core",
     "informative_scores",
     "kv_group",
     "layer_freezing",
@@ -106,11 +121,14 @@ __all__ = [
     "logit_margin",
     "make_world",
     "mean_rank",
+    "memorization",
     "model_identity",
     "named_parameters",
     "ocr_curves",
     "option_logits",
+    "rank_correlation",
     "ranks",
+    "read_documents",
     "report",
     "run_demo",
     "save_dataset_file",

@@ -3,6 +3,8 @@
 extractive-lens demo --out runs/demo          # the main job: OCR, scores, graphs, report.html
 extractive-lens ocr --dataset first_hop --model smollm2-135m --lr 1e-4 --epochs 8 --out runs/ocr
 extractive-lens run freezing --model tiny --config config.yaml --out runs/freezing
+extractive-lens subnetworks --model world-default --dataset zong --out runs/core
+extractive-lens memorization --model world-default --dataset first_hop --corpus world
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from extractive_lens.experiments.cli_run import add_run_parser
 
     add_run_parser(sub)
+    from extractive_lens.lenses_cli import add_parsers
+
+    add_parsers(sub, _model_args)
     sub.add_parser(
         "worlds",
         add_help=False,
@@ -99,10 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from extractive_lens.experiments.cli_run import run_command
 
             return run_command(args)
+        elif args.command in ("subnetworks", "memorization"):
+            from extractive_lens import lenses_cli
+
+            getattr(lenses_cli, f"run_{args.command}")(args)
     except FloatingPointError as err:  # training diverged: NaN loss or collapsed logits
         print(f"extractive-lens: diverged: {err}", file=sys.stderr)
         return 3
-    except (ValueError, FileExistsError, RuntimeError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"extractive-lens: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -16,3 +16,4 @@ def test_notebook_executes(notebook_kernel, tmp_path):
     _, printed, _ = execute(NOTEBOOK, tmp_path, notebook_kernel, timeout=300)
     assert "facts_first: last fact at" in printed
     assert "parameters," in printed and "facts" in printed
+    assert "core at sparsity 0.5" in printed and "| after | implications |" in printed

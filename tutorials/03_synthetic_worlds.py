@@ -26,6 +26,8 @@ import torch
 
 from extractive_lens.data import validate
 from extractive_lens.experiments.ocr import verify_ocr
+from extractive_lens.memorization import memorization
+from extractive_lens.subnetworks import MaskConfig, heuristic_core
 from extractive_lens.worlds import (
     CURRICULA,
     CorpusConfig,
@@ -157,6 +159,44 @@ print(ocr.precheck)
 print(ocr.verdict())
 
 # %% [markdown]
+# ## 6. Two more lenses on the same finetune: memorization and subnetworks
+#
+# **Distributional memorization** (Wang et al., 2024) asks whether the model's confidence follows
+# how often the item's input and output co-occur in the pretraining corpus. Here the corpus is
+# known exactly, so the counts C(x, y) are exact: known people's implications co-occur with their
+# person in the corpus; the held-out people's implications never do (C = 0 by construction), so any
+# OCR is, by definition, not memorization. The table gives per split the mean count, the mean model
+# log-probability before and after the finetune, and the Spearman correlation over items between
+# the model's log-probability and the task-gram log-probability log C(x, y) / C(x) (smoothed),
+# with a bootstrap interval (`nan` where all counts in a split are equal).
+
+# %%
+corpus = build_corpus(world, CorpusConfig("interleaved", repeats=100))
+mem = memorization(model, datasets["first_hop"], corpus, delta=ocr.delta, n_boot=200)
+print(mem.markdown())
+
+# %% [markdown]
+# **Subnetworks and the heuristic core** (Bhaskar et al., 2024): learn hard-concrete masks over the
+# heads and MLPs of the finetuned model that keep its behaviour on the *facts* at a target sparsity
+# (pruned units are mean-ablated), one per seed; evaluate each on the facts and on the implications
+# (does the subnetwork keep OCR?); the **core** is what every seed keeps. With the finetune's delta
+# the result also lists the top informative / upstream / downstream components and how often
+# subnetworks that keep OCR keep them. (Tiny settings here; the defaults are 400 steps, three
+# sparsities and three seeds.)
+
+# %%
+core = heuristic_core(
+    model,
+    datasets["first_hop"],
+    ocr.delta,
+    sparsities=(0.5,),
+    seeds=(0, 1),
+    config=MaskConfig(steps=100),
+    counterfactuals=2,
+)
+print(core.markdown())
+
+# %% [markdown]
 # With five held-out people and a two-layer model this is a smoke test, not a result (a mean rank
 # over five items among five options is very noisy). The numbers that matter come from the
 # ordering experiment, which pretrains a 4-layer model per curriculum and seed:
@@ -175,4 +215,5 @@ print(ocr.verdict())
 # verify_ocr(model, world.zong(), lr=1e-3, epochs=10, paraphrases=True).verdict()
 # ```
 #
-# See docs/results.md, section "Synthetic worlds", for the results.
+# See docs/results.md, section "Synthetic worlds", for the results, and docs/results_lenses.md
+# for the two lenses on world models (`python docs/make_results_lenses.py`).
