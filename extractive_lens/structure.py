@@ -1,0 +1,427 @@
+"""One description of a model's structure, read off the TransformerLens bridge at load time.
+
+Every ``TransformerBridge`` adapter exposes the same component tree per block: ``ln1`` / ``ln2``
+(pre-norms), ``ln1_post`` / ``ln2_post`` (post-norms), ``attn.q/k/v/o`` (plus ``q_norm`` /
+``k_norm``) and ``mlp.gate/in/out``, each wrapping the module the forward really runs. This module
+walks that tree and matches each wrapped module's parameters to their ``named_parameters`` names
+*by identity*, so nothing here knows a Hugging Face parameter name. Components, the three scores,
+``WeightDelta.restrict``, finetuning's default trainable set and the graph's reachability all read
+the resulting :class:`ModelStructure`.
+
+>>> from extractive_lens import tiny_model
+>>> from extractive_lens.structure import model_structure
+>>> s = model_structure(tiny_model("gpt2", n_layers=2))
+>>> [m.role for m in s.maps[0]]
+['q', 'k', 'v', 'o', 'norm', 'up', 'down']
+>>> s.maps[0][3].transposed  # GPT-2's output projection is a Conv1D, stored [in, out]
+True
+
+Ownership (METHOD.md §2): a head owns its output rows of W_Q (and W_K, W_V under multi-head
+attention) and its input columns of W_O; a K/V head (grouped- or multi-query attention) owns its
+rows of W_K and W_V; an MLP owns W_gate, W_in, W_out, their biases, its pre-norm ``ln2`` and its
+post-norm ``ln2_post``. Everything shared by all heads of a layer (``ln1``, ``ln1_post``, the output
+bias, ``q_norm`` / ``k_norm``) and everything outside the blocks is *unowned* and reported in
+coverage. Constants (Gemma's embedding scale, logit soft-capping, Granite's multipliers) are not
+parameters and need no owner.
+
+Fused weights. The bridge splits fused QKV (and Phi-3's gate/up) into per-map modules. Where the
+split weights are *views* of the fused one (GPT-2 ``c_attn``, Phi-3 ``qkv_proj``),
+``named_parameters`` keeps the views and drops the parent. Where they are *copies* (GPT-NeoX
+``query_key_value``), the forward reads the copies only; the fused tensor is listed in
+:attr:`ModelStructure.inert` (never trained, never owned) and ``save_model`` writes the copies
+back into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from extractive_lens.models import named_parameters
+
+Owner = Literal["heads", "kv_heads", "mlp"]
+Split = Literal["out", "in", "none", "diag"]
+
+
+class UnsupportedModelError(ValueError):
+    """The scores are not defined for this model's architecture (yet)."""
+
+
+SUPPORTED = (
+    "dense decoder-only transformers whose bridge exposes per block attn.q/k/v/o and "
+    "mlp.in/out (gate optional): Llama, Mistral, Qwen2, Qwen3, Gemma 1-3, OLMo, OLMo 2, GPT-2, "
+    "GPT-NeoX, GPT-J, Phi, Phi-3, StableLM, Granite and other bridged families of that shape"
+)
+
+
+@dataclass(frozen=True)
+class LinearMap:
+    """One linear map ``u -> W u (+ b)`` inside a component, as the bridge runs it.
+
+    Attributes:
+        role: ``q``, ``k``, ``v``, ``o``, ``gate``, ``up``, ``down`` or ``norm`` / ``post_norm``.
+        weight: the weight's ``named_parameters`` name.
+        bias: the bias's name when the component owns one, else None.
+        transposed: True when stored ``[in, out]`` (GPT-2's Conv1D), False for ``nn.Linear``.
+        u_hook: hook holding the map's input u (for norms: the normalised input).
+        d_hook: hook whose gradient is the loss gradient at the map's output.
+        split: how heads share the map: by output rows (``out``: q/k/v), by input columns
+            (``in``: o), not at all (``none``: MLP weights) or elementwise (``diag``: norms).
+        owner: which score tensor its terms land in.
+        n_split: the number of heads the map is split into (1 for ``none`` / ``diag``).
+    """
+
+    role: str
+    weight: str
+    bias: str | None
+    transposed: bool
+    u_hook: str
+    d_hook: str
+    split: Split
+    owner: Owner
+    n_split: int = 1
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """A contiguous slice of one parameter tensor along one dimension.
+
+    Attributes:
+        param: the parameter's name (as in ``named_parameters(model)``).
+        dim: the sliced dimension.
+        start: first index of the slice.
+        stop: one past the last index; ``None`` with ``start == 0`` means the whole dimension.
+    """
+
+    param: str
+    dim: int = 0
+    start: int = 0
+    stop: int | None = None
+
+    def index(self, ndim: int) -> tuple[slice, ...]:
+        """An index tuple selecting the slice in a tensor of ``ndim`` dimensions."""
+        idx = [slice(None)] * ndim
+        idx[self.dim] = slice(self.start, self.stop)
+        return tuple(idx)
+
+    def mask(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A boolean mask of ``tensor``'s shape, True inside the slice."""
+        mask = torch.zeros(tensor.shape, dtype=torch.bool, device=tensor.device)
+        mask[self.index(tensor.ndim)] = True
+        return mask
+
+
+@dataclass(frozen=True)
+class ModelStructure:
+    """Shapes, per-layer linear maps, ownership and hooks of a bridged model.
+
+    Attributes:
+        arch: the Hugging Face architecture name.
+        n_layers, n_heads, n_kv_heads, d_head, d_model: shapes (``n_kv_heads < n_heads``:
+            grouped-query attention; ``n_kv_heads == 1``: multi-query attention).
+        maps: per layer, the linear maps in forward order (informative scores sum over them).
+        parallel: attention and MLP read the same residual (GPT-J, Phi, GPT-NeoX, ...).
+        head_inputs / mlp_inputs: per layer, the hooks holding what the heads / the MLP read
+            (the downstream substitution points: after any norm the component does not own,
+            before any it owns).
+        param_layer: parameter name -> block index, for every parameter inside a block.
+        trainable: the default finetuning set: the weights of every block linear map.
+        norms: per layer, norm name in the bridge (``ln1`` ...) -> its parameter names.
+        inert: parameters the forward never reads (the fused parents of copied splits).
+    """
+
+    arch: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_model: int
+    maps: tuple[tuple[LinearMap, ...], ...]
+    parallel: bool
+    head_inputs: tuple[tuple[str, ...], ...]
+    mlp_inputs: tuple[tuple[str, ...], ...]
+    param_layer: dict[str, int] = field(repr=False)
+    trainable: tuple[str, ...] = field(repr=False)
+    norms: tuple[dict[str, tuple[str, ...]], ...] = field(repr=False)
+    inert: tuple[str, ...] = ()
+
+    @property
+    def gqa(self) -> bool:
+        """K/V heads are shared by groups of query heads (grouped- or multi-query attention)."""
+        return self.n_kv_heads != self.n_heads
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per K/V head."""
+        return self.n_heads // self.n_kv_heads
+
+    def owned(self, layer: int, kind: str, head: int | None) -> list[ParamSlice]:
+        """The slices component (layer, kind, head) owns; ``kind`` as in ``Component``."""
+        out: list[ParamSlice] = []
+        for m in self.maps[layer]:
+            if kind == "mlp":
+                if m.owner == "mlp":
+                    out += [ParamSlice(n) for n in (m.weight, m.bias) if n is not None]
+                continue
+            mine = (m.owner == "kv_heads") == (kind == "kv_head") and m.owner != "mlp"
+            if not mine or head is None:
+                continue
+            size = self.d_head
+            if m.split == "out":
+                dim = 1 if m.transposed else 0
+                out.append(ParamSlice(m.weight, dim, head * size, (head + 1) * size))
+                if m.bias is not None:
+                    out.append(ParamSlice(m.bias, 0, head * size, (head + 1) * size))
+            elif m.split == "in":
+                dim = 0 if m.transposed else 1
+                out.append(ParamSlice(m.weight, dim, head * size, (head + 1) * size))
+        return out
+
+    def layer_of(self, name: str) -> int | None:
+        """The block index of a parameter, or None outside the blocks."""
+        return self.param_layer.get(name)
+
+
+# --------------------------------------------------------------------------- building
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_structure(model: TransformerBridge) -> ModelStructure:
+    """The structure of ``model`` (computed once per model object, then cached)."""
+    try:
+        return _CACHE[model]
+    except (KeyError, TypeError):
+        pass
+    structure = _build(model)
+    with contextlib.suppress(TypeError):  # not weak-referenceable (a test double): no cache
+        _CACHE[model] = structure
+    return structure
+
+
+def check_supported(model: TransformerBridge) -> None:
+    """Raise ``UnsupportedModelError`` unless the scores are defined for this model."""
+    model_structure(model)
+
+
+def _refuse(model: TransformerBridge, family: str, reason: str) -> UnsupportedModelError:
+    arch = getattr(getattr(model, "cfg", None), "architecture", type(model).__name__)
+    return UnsupportedModelError(
+        f"unsupported: {arch} is a {family} model; {reason}. extractive_lens supports {SUPPORTED}."
+    )
+
+
+def _refusal(model: TransformerBridge) -> UnsupportedModelError | None:
+    """Why the scores are undefined for this model, or None."""
+    cfg = getattr(model, "cfg", None)
+    hf_cfg = getattr(getattr(model, "original_model", None), "config", None)
+    if getattr(hf_cfg, "is_encoder_decoder", False) or hasattr(model, "encoder_blocks"):
+        return _refuse(model, "encoder-decoder", "components are defined for one causal stack")
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or len(blocks) == 0:
+        return _refuse(model, "block-less", "the bridge exposes no transformer blocks")
+    for block in blocks:
+        names = {type(m).__name__.lower() for m in block.modules()}
+        if any("moe" in n or "expert" in n for n in names):
+            return _refuse(
+                model,
+                "mixture-of-experts",
+                "an MLP's weights and output depend on the router, so an MLP is not one "
+                "component with fixed weights",
+            )
+        if any("mla" in n or "latent" in n for n in names):
+            return _refuse(
+                model,
+                "multi-head latent attention",
+                "heads share low-rank K/V projections, so per-head weight slices are undefined",
+            )
+        if any(k in n for n in names for k in ("ssm", "mamba", "conv1d_", "deltanet", "rwkv")):
+            return _refuse(
+                model, "state-space / hybrid", "its mixer layers have no attention heads"
+            )
+        attn = getattr(block, "attn", None)
+        if attn is None or not all(hasattr(attn, r) for r in "qkvo"):
+            return _refuse(model, "non-standard attention", "blocks lack attn.q/k/v/o")
+        if getattr(block, "mlp", None) is None or not hasattr(block.mlp, "out"):
+            return _refuse(model, "non-standard MLP", "blocks lack mlp.in/out")
+    if cfg is None:
+        return _refuse(model, "unknown", "it has no TransformerLens config")
+    return None
+
+
+def _transposed(module: torch.nn.Module) -> bool:
+    """Whether a wrapped linear stores its weight ``[in, out]`` (Conv1D), not ``[out, in]``."""
+    if isinstance(module, torch.nn.Linear):
+        return False
+    if type(module).__name__ == "Conv1D" or hasattr(module, "nf"):
+        return True
+    raise UnsupportedModelError(f"unknown linear module {type(module).__name__}")
+
+
+class _Names:
+    """Parameter -> name by identity, over ``named_parameters(model)``."""
+
+    def __init__(self, model: TransformerBridge) -> None:
+        self.params = named_parameters(model)
+        self.by_id = {id(p): n for n, p in self.params.items()}
+
+    def of(self, component: torch.nn.Module | None, attr: str, strict: bool = True) -> str | None:
+        module = getattr(component, "original_component", None)
+        p = getattr(module, attr, None) if module is not None else None
+        if p is None or (not strict and id(p) not in self.by_id):
+            return None
+        if id(p) not in self.by_id:
+            raise UnsupportedModelError(
+                f"{type(module).__name__}.{attr} is not one of the model's named parameters"
+            )
+        return self.by_id[id(p)]
+
+
+def _build(model: TransformerBridge) -> ModelStructure:
+    refusal = _refusal(model)
+    if refusal is not None:
+        raise refusal
+    cfg = model.cfg
+    n_heads = int(cfg.n_heads)
+    n_kv = int(getattr(cfg, "n_key_value_heads", None) or n_heads)
+    names = _Names(model)
+    hooks = set(model.hook_dict)
+    maps, heads_in, mlp_in, norms, layer_of = [], [], [], [], {}
+    for i, block in enumerate(model.blocks):
+        hook = _Hooks(f"blocks.{i}", hooks)
+        layer_maps, layer_norms = _block_maps(block, names, hook, n_heads, n_kv)
+        maps.append(layer_maps)
+        norms.append(layer_norms)
+        heads_in.append(_inputs(block, hook, "ln1", ("q", "k", "v")))
+        mlp_in.append(_inputs(block, hook, "ln2", ("gate", "in")))
+        for p in block.parameters():
+            if id(p) in names.by_id:
+                layer_of[names.by_id[id(p)]] = i
+    inert = tuple(n for block in model.blocks for n in _inert(block, names))
+    linear = {m.weight for ms in maps for m in ms if m.split != "diag"}
+    trainable = tuple(n for n in names.params if n in linear)
+    return ModelStructure(
+        arch=str(cfg.architecture),
+        n_layers=len(model.blocks),
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        d_head=int(cfg.d_head),
+        d_model=int(cfg.d_model),
+        maps=tuple(maps),
+        parallel=bool(getattr(cfg, "parallel_attn_mlp", False)),
+        head_inputs=tuple(heads_in),
+        mlp_inputs=tuple(mlp_in),
+        param_layer=layer_of,
+        trainable=trainable,
+        norms=tuple(norms),
+        inert=inert,
+    )
+
+
+def _inert(block: torch.nn.Module, names: _Names) -> list[str]:
+    """A fused QKV weight whose split q/k/v are copies, not views: the forward never reads it."""
+    qkv = getattr(block.attn, "qkv", None)
+    fused = [n for n in (names.of(qkv, "weight", False), names.of(qkv, "bias", False)) if n]
+    if not fused:
+        return []
+    q = names.params[names.of(block.attn.q, "weight")]
+    shares = q.untyped_storage().data_ptr() == names.params[fused[0]].untyped_storage().data_ptr()
+    return [] if shares else fused
+
+
+class _Hooks:
+    """Hook names inside one block, checked against the bridge's hook points."""
+
+    def __init__(self, prefix: str, known: set[str]) -> None:
+        self.prefix, self.known = prefix, known
+
+    def __call__(self, path: str, hook: str) -> str:
+        name = f"{self.prefix}.{path}.{hook}"
+        if name not in self.known:
+            raise UnsupportedModelError(f"the bridge has no hook point {name}")
+        return name
+
+
+def _inputs(
+    block: torch.nn.Module, hook: _Hooks, norm: str, roles: tuple[str, ...]
+) -> tuple[str, ...]:
+    """What a component reads: its pre-norm's input when it owns that norm (``ln2``: the MLP),
+    the norm's output when it does not (``ln1``: shared by the heads), else its maps' inputs."""
+    if getattr(block, norm, None) is not None:
+        return (hook(norm, "hook_in" if norm == "ln2" else "hook_out"),)
+    part = "attn" if norm == "ln1" else "mlp"
+    owner = getattr(block, part)
+    return tuple(hook(f"{part}.{r}", "hook_in") for r in roles if hasattr(owner, r))
+
+
+def _block_maps(
+    block: torch.nn.Module, names: _Names, hook: _Hooks, n_heads: int, n_kv: int
+) -> tuple[tuple[LinearMap, ...], dict[str, tuple[str, ...]]]:
+    """A block's linear maps in forward order, and its norms' parameter names."""
+    gqa = n_kv != n_heads
+
+    def linear(part, role, bridge_role, split, owner, n_split, own_bias=True) -> LinearMap:  # noqa: ANN001
+        comp = getattr(getattr(block, part), bridge_role)
+        path = f"{part}.{bridge_role}"
+        return LinearMap(
+            role=role,
+            weight=names.of(comp, "weight"),
+            bias=names.of(comp, "bias") if own_bias else None,
+            transposed=_transposed(comp.original_component),
+            u_hook=hook(path, "hook_in"),
+            d_hook=hook(path, "hook_out"),
+            split=split,
+            owner=owner,
+            n_split=n_split,
+        )
+
+    def norm(name: str, role: str) -> list[LinearMap]:
+        ln = getattr(block, name, None)
+        w = names.of(ln, "weight") if ln is not None else None
+        if w is None:  # absent, or non-parametric (OLMo's LayerNorm)
+            return []
+        return [
+            LinearMap(
+                role,
+                w,
+                names.of(ln, "bias"),
+                False,
+                hook(name, "hook_normalized"),
+                hook(name, "hook_out"),
+                "diag",
+                "mlp",
+            )
+        ]
+
+    attn, mlp = block.attn, block.mlp
+    kv_owner: Owner = "kv_heads" if gqa else "heads"
+    maps = [
+        linear("attn", "q", "q", "out", "heads", n_heads),
+        linear("attn", "k", "k", "out", kv_owner, n_kv),
+        linear("attn", "v", "v", "out", kv_owner, n_kv),
+        linear("attn", "o", "o", "in", "heads", n_heads, own_bias=False),
+        *norm("ln2", "norm"),
+        *([linear("mlp", "gate", "gate", "none", "mlp", 1)] if hasattr(mlp, "gate") else []),
+        linear("mlp", "up", "in", "none", "mlp", 1),
+        linear("mlp", "down", "out", "none", "mlp", 1),
+        *norm("ln2_post", "post_norm"),
+    ]
+    norms = {}
+    for name, part in (
+        ("ln1", block),
+        ("ln1_post", block),
+        ("ln2", block),
+        ("ln2_post", block),
+        ("q_norm", attn),
+        ("k_norm", attn),
+    ):
+        comp = getattr(part, name, None)
+        found = tuple(n for n in (names.of(comp, "weight"), names.of(comp, "bias")) if n)
+        if found:
+            norms[name] = found
+    return tuple(maps), norms
