@@ -187,11 +187,30 @@ def save_model(model: Any, directory: str | os.PathLike, *, overwrite: bool = Fa
         raise FileExistsError(f"{out} is not empty; pass overwrite=True to replace its files.")
     out.mkdir(parents=True, exist_ok=True)
     hf = getattr(model, "original_model", model)
-    _write_hf(hf, model.tokenizer, out)
+    _write_hf(hf, model.tokenizer, out, _fused_from_copies(model))
     return out
 
 
-def _write_hf(hf: Any, tokenizer: Any, out: Path) -> None:
+def _fused_from_copies(model: Any) -> dict[int, torch.Tensor]:
+    """Fused QKV tensors the bridge runs as split *copies* (GPT-NeoX, Falcon), rebuilt from those
+    copies so that a trained model saves what its forward uses (keyed by the parameter's id)."""
+    if not isinstance(model, TransformerBridge):
+        return {}
+    from extractive_lens.structure import model_structure
+
+    params = named_parameters(model)
+    out = {}
+    for fused, parts in model_structure(model).fused_rows.items():
+        tensor = params[fused].detach().clone()
+        for split, rows in parts:
+            tensor[list(rows)] = params[split].detach().to(tensor.dtype)
+        out[id(params[fused])] = tensor
+    return out
+
+
+def _write_hf(
+    hf: Any, tokenizer: Any, out: Path, replace: dict[int, torch.Tensor] | None = None
+) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
@@ -201,7 +220,8 @@ def _write_hf(hf: Any, tokenizer: Any, out: Path) -> None:
     for name, param in hf.named_parameters(remove_duplicate=False):
         name = name.replace(_WRAPPER, "")
         if name in expected and name not in state:
-            state[name] = param.detach().contiguous().clone()
+            value = (replace or {}).get(id(param), param)
+            state[name] = value.detach().contiguous().clone()
     if getattr(hf.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)  # tied to the embedding; stored once
     missing = sorted(k for k in expected if k not in state and k != "lm_head.weight")

@@ -133,6 +133,8 @@ class ModelStructure:
         trainable: the default finetuning set: the weights of every block linear map.
         norms: per layer, norm name in the bridge (``ln1`` ...) -> its parameter names.
         inert: parameters the forward never reads (the fused parents of copied splits).
+        fused_rows: inert fused parameter -> ((split parameter, its rows in the fused one), ...),
+            so that ``save_model`` can write the trained copies back.
     """
 
     arch: str
@@ -149,6 +151,7 @@ class ModelStructure:
     trainable: tuple[str, ...] = field(repr=False)
     norms: tuple[dict[str, tuple[str, ...]], ...] = field(repr=False)
     inert: tuple[str, ...] = ()
+    fused_rows: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = field(default_factory=dict)
 
     @property
     def gqa(self) -> bool:
@@ -303,6 +306,7 @@ def _build(model: TransformerBridge) -> ModelStructure:
             if id(p) in names.by_id:
                 layer_of[names.by_id[id(p)]] = i
     inert = tuple(n for block in model.blocks for n in _inert(block, names))
+    fused_rows = {k: v for block in model.blocks for k, v in _fused_rows(block, names).items()}
     linear = {m.weight for ms in maps for m in ms if m.split != "diag"}
     trainable = tuple(n for n in names.params if n in linear)
     return ModelStructure(
@@ -320,6 +324,7 @@ def _build(model: TransformerBridge) -> ModelStructure:
         trainable=trainable,
         norms=tuple(norms),
         inert=inert,
+        fused_rows=fused_rows,
     )
 
 
@@ -332,6 +337,38 @@ def _inert(block: torch.nn.Module, names: _Names) -> list[str]:
     q = names.params[names.of(block.attn.q, "weight")]
     shares = q.untyped_storage().data_ptr() == names.params[fused[0]].untyped_storage().data_ptr()
     return [] if shares else fused
+
+
+def _fused_rows(
+    block: torch.nn.Module, names: _Names
+) -> dict[str, tuple[tuple[str, tuple[int, ...]], ...]]:
+    """Which rows of an inert fused QKV tensor each split copy came from.
+
+    Found by running the adapter's own split on a fused tensor whose every row holds its index
+    (in float64, so any row count is exact); the real values are put back untouched.
+    """
+    attn = block.attn
+    fused_names = _inert(block, names)
+    if not fused_names or not hasattr(attn, "split_qkv_matrix"):
+        return {}
+    fused = attn.qkv.original_component
+    saved = {a: getattr(fused, a).data for a in ("weight", "bias") if getattr(fused, a) is not None}
+    out = {}
+    try:
+        for a, data in saved.items():
+            index = torch.arange(data.shape[0], dtype=torch.float64, device=data.device)
+            getattr(fused, a).data = index.view(-1, *[1] * (data.ndim - 1)).expand(data.shape)
+        split = attn.split_qkv_matrix(attn.original_component)
+        for a in saved:
+            parts = []
+            for role, lin in zip("qkv", split, strict=True):
+                rows = getattr(lin, a).detach().reshape(getattr(lin, a).shape[0], -1)[:, 0]
+                parts.append((names.of(getattr(attn, role), a), tuple(rows.long().tolist())))
+            out[names.by_id[id(getattr(fused, a))]] = tuple(parts)
+    finally:
+        for a, data in saved.items():
+            getattr(fused, a).data = data
+    return out
 
 
 class _Hooks:
