@@ -20,8 +20,12 @@ from extractive_lens.delta import WeightDelta
 from extractive_lens.families import FAMILIES
 from extractive_lens.metrics import answer_index, encode, forward
 from extractive_lens.models import load_model, named_parameters, save_model, tiny_model
-from extractive_lens.scores import downstream_scores, extractive_scores, informative_scores
-from extractive_lens.scores import upstream_scores
+from extractive_lens.scores import (
+    downstream_scores,
+    extractive_scores,
+    informative_scores,
+    upstream_scores,
+)
 from extractive_lens.scores.passes import output_hooks, target_forward
 from extractive_lens.structure import UnsupportedModelError, model_structure
 from extractive_lens.training import finetune
@@ -303,7 +307,10 @@ def test_downstream_converges_to_exact_intervention(name):
             rel.append(float((ours - exact).norm() / exact.norm()))
         errors.append(max(rel))
     assert errors[1] < 0.05, errors
-    assert errors[1] < errors[0] / 4, errors  # first order: the error shrinks with the delta
+    # First order: the error shrinks with the delta, down to the floor that the fp32 casts inside
+    # RMSNorm / rotary set in a float64 model (Gemma reaches it already at scale 0.1).
+    floor = 2e-3 if fp32_inside(model) else 0.0
+    assert errors[1] < max(errors[0] / 4, floor), errors
 
 
 def _r_with_added_output(model, c, add):
@@ -342,9 +349,9 @@ def test_upstream_equals_autograd_derivative(name):
         chosen.append(Component(0, "kv_head", 0))
     for c in chosen:
         kind = {"mlp": "mlp", "head": "heads", "kv_head": "kv_heads"}[c.kind]
-        seen = {}
+        seen: dict = {}
 
-        def grab(h):
+        def grab(h, seen=seen):
             def hook(x, hook):
                 seen[h] = x.detach().clone()
 
@@ -356,7 +363,7 @@ def test_upstream_equals_autograd_derivative(name):
         parts = [seen[h] if c.kind == "mlp" else seen[h][:, :, c.head] for h in hooks]
         y = torch.cat(parts, dim=-1)
 
-        def slope():
+        def slope(c=c, y=y):
             beta = torch.zeros((), dtype=torch.float64, requires_grad=True)
             r = _r_with_added_output(model, c, beta * y)
             return torch.stack(
