@@ -94,6 +94,37 @@ def _falcon(v: int, n: int, d: int, h: int, kv: int, m: int) -> dict[str, Any]:
     }
 
 
+def _gpt_like(**names: str) -> Callable[..., dict[str, Any]]:
+    """Configs with their own key names: ``names`` maps vocab/layers/d_model/heads/d_mlp to them."""
+
+    def build(v: int, n: int, d: int, h: int, kv: int, m: int) -> dict[str, Any]:
+        values = {"vocab": v, "layers": n, "d_model": d, "heads": h, "d_mlp": m}
+        return {key: values[k] for k, key in names.items()}
+
+    return build
+
+
+def _gpt_neo(v: int, n: int, d: int, h: int, kv: int, m: int) -> dict[str, Any]:
+    return {
+        "vocab_size": v,
+        "num_layers": n,
+        "hidden_size": d,
+        "num_heads": h,
+        "intermediate_size": m,
+        "attention_types": [[["global", "local"], n // 2]],  # alternating, as the checkpoints
+    }
+
+
+_GPT = {"vocab": "vocab_size", "layers": "n_layer", "d_model": "n_embd", "heads": "n_head"}
+
+
+def _extra(builder: Callable[..., dict[str, Any]], **extra: Any) -> Callable[..., dict[str, Any]]:
+    def build(v: int, n: int, d: int, h: int, kv: int, m: int) -> dict[str, Any]:
+        return {**builder(v, n, d, h, kv, m), **extra}
+
+    return build
+
+
 _F = [
     Family("llama", "LlamaConfig", "LlamaForCausalLM", "meta-llama/Llama-3.2-1B", _llama_like),
     Family(
@@ -137,7 +168,148 @@ _F = [
         _llama_like,
     ),
     Family("falcon", "FalconConfig", "FalconForCausalLM", "tiiuae/falcon-7b", _falcon, gqa=False),
+    # Further dense decoder-only families TransformerLens 4.3 bridges (same tests).
+    Family("cohere", "CohereConfig", "CohereForCausalLM", "CohereForAI/c4ai-command-r-v01", _gemma),
+    Family(
+        "cohere2",
+        "Cohere2Config",
+        "Cohere2ForCausalLM",
+        "CohereForAI/c4ai-command-r7b-12-2024",
+        _gemma,
+    ),
+    Family(
+        "starcoder2", "Starcoder2Config", "Starcoder2ForCausalLM", "bigcode/starcoder2-3b", _gemma
+    ),
+    Family("olmo3", "Olmo3Config", "Olmo3ForCausalLM", "allenai/Olmo-3-1025-7B", _gemma),
+    Family("nemotron", "NemotronConfig", "NemotronForCausalLM", "nvidia/Minitron-4B-Base", _gemma),
+    Family("exaone4", "Exaone4Config", "Exaone4ForCausalLM", "LGAI-EXAONE/EXAONE-4.0-1.2B", _gemma),
+    Family("arcee", "ArceeConfig", "ArceeForCausalLM", "arcee-ai/AFM-4.5B", _gemma),
+    Family("apertus", "ApertusConfig", "ApertusForCausalLM", "swiss-ai/Apertus-8B-2509", _gemma),
+    Family(
+        "vaultgemma", "VaultGemmaConfig", "VaultGemmaForCausalLM", "google/vaultgemma-1b", _gemma
+    ),
+    Family(
+        "bitnet", "BitNetConfig", "BitNetForCausalLM", "microsoft/bitnet-b1.58-2B-4T-bf16", _gemma
+    ),
+    Family(
+        "seed-oss",
+        "SeedOssConfig",
+        "SeedOssForCausalLM",
+        "ByteDance-Seed/Seed-OSS-36B-Base",
+        _gemma,
+    ),
+    Family(
+        "hunyuan",
+        "HunYuanDenseV1Config",
+        "HunYuanDenseV1ForCausalLM",
+        "tencent/Hunyuan-1.8B-Instruct",
+        _gemma,
+    ),
+    Family("ernie4.5", "Ernie4_5Config", "Ernie4_5ForCausalLM", "baidu/ERNIE-4.5-0.3B-PT", _gemma),
+    Family("ministral3", "Ministral3Config", "Ministral3ForCausalLM", "(Ministral 3)", _gemma),
+    Family("jais2", "Jais2Config", "Jais2ForCausalLM", "(Jais 2)", _gemma),
+    Family(
+        "smollm3",
+        "SmolLM3Config",
+        "SmolLM3ForCausalLM",
+        "HuggingFaceTB/SmolLM3-3B",
+        _extra(_gemma, pad_token_id=0),
+    ),
+    Family(
+        "glm",
+        "GlmConfig",
+        "GlmForCausalLM",
+        "THUDM/glm-4-9b-chat-hf",
+        _extra(_gemma, pad_token_id=0),
+    ),
+    Family(
+        "glm4",
+        "Glm4Config",
+        "Glm4ForCausalLM",
+        "THUDM/GLM-4-9B-0414",
+        _extra(_gemma, pad_token_id=0),
+    ),
+    Family(
+        "gpt-bigcode",
+        "GPTBigCodeConfig",
+        "GPTBigCodeForCausalLM",
+        "bigcode/gpt_bigcode-santacoder (multi-query)",
+        _extra(_gpt2, multi_query=True),
+        gqa=False,
+    ),
+    Family(
+        "gpt-neo",
+        "GPTNeoConfig",
+        "GPTNeoForCausalLM",
+        "EleutherAI/gpt-neo-125m",
+        _gpt_neo,
+        gqa=False,
+    ),
+    Family(
+        "bloom",
+        "BloomConfig",
+        "BloomForCausalLM",
+        "bigscience/bloom-560m",
+        _gpt_like(vocab="vocab_size", layers="n_layer", d_model="hidden_size", heads="n_head"),
+        gqa=False,
+    ),
+    Family(
+        "opt",
+        "OPTConfig",
+        "OPTForCausalLM",
+        "facebook/opt-125m",
+        _gpt_like(
+            vocab="vocab_size",
+            layers="num_hidden_layers",
+            d_model="hidden_size",
+            heads="num_attention_heads",
+            d_mlp="ffn_dim",
+        ),
+        gqa=False,
+    ),
+    Family(
+        "codegen",
+        "CodeGenConfig",
+        "CodeGenForCausalLM",
+        "Salesforce/codegen-350M-mono",
+        _extra(_gpt2, rotary_dim=4, n_ctx=256),
+        gqa=False,
+    ),
+    Family(
+        "xglm",
+        "XGLMConfig",
+        "XGLMForCausalLM",
+        "facebook/xglm-564M",
+        _gpt_like(
+            vocab="vocab_size",
+            layers="num_layers",
+            d_model="d_model",
+            heads="attention_heads",
+            d_mlp="ffn_dim",
+        ),
+        gqa=False,
+    ),
+    Family(
+        "openai-gpt",
+        "OpenAIGPTConfig",
+        "OpenAIGPTLMHeadModel",
+        "openai-community/openai-gpt",
+        _gpt_like(**_GPT),
+        gqa=False,
+    ),
+    Family(
+        "mpt",
+        "MptConfig",
+        "MptForCausalLM",
+        "mosaicml/mpt-7b",
+        _gpt_like(vocab="vocab_size", layers="n_layers", d_model="d_model", heads="n_heads"),
+        gqa=False,
+    ),
 ]
+REQUIRED = (  # the families the issue names
+    *("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo", "olmo2"),
+    *("gpt2", "gpt-neox", "gpt-j", "phi", "phi3", "stablelm", "granite"),
+)
 FAMILIES: dict[str, Family] = {f.name: f for f in _F}
 
 

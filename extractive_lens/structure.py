@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
@@ -229,21 +229,26 @@ def _refusal(model: TransformerBridge) -> UnsupportedModelError | None:
     if blocks is None or len(blocks) == 0:
         return _refuse(model, "block-less", "the bridge exposes no transformer blocks")
     for block in blocks:
-        names = {type(m).__name__.lower() for m in block.modules()}
-        if any("moe" in n or "expert" in n for n in names):
+        # The bridge's own component classes name the structure (HF class names do not:
+        # "SeedOssMLP" contains "ssm").
+        names = {type(m).__name__.lower() for m in block.modules() if _is_bridge(m)}
+        experts = hasattr(
+            getattr(getattr(block, "mlp", None), "original_component", None), "experts"
+        )
+        if experts or any("moe" in n for n in names):
             return _refuse(
                 model,
                 "mixture-of-experts",
                 "an MLP's weights and output depend on the router, so an MLP is not one "
                 "component with fixed weights",
             )
-        if any("mla" in n or "latent" in n for n in names):
+        if any("mla" in n for n in names):
             return _refuse(
                 model,
                 "multi-head latent attention",
                 "heads share low-rank K/V projections, so per-head weight slices are undefined",
             )
-        if any(k in n for n in names for k in ("ssm", "mamba", "conv1d_", "deltanet", "rwkv")):
+        if any(k in n for n in names for k in ("ssm", "mamba", "delta", "shortconv", "rwkv")):
             return _refuse(
                 model, "state-space / hybrid", "its mixer layers have no attention heads"
             )
@@ -255,6 +260,12 @@ def _refusal(model: TransformerBridge) -> UnsupportedModelError | None:
     if cfg is None:
         return _refuse(model, "unknown", "it has no TransformerLens config")
     return None
+
+
+def _is_bridge(module: torch.nn.Module) -> bool:
+    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+    return isinstance(module, GeneralizedComponent)
 
 
 def _transposed(module: torch.nn.Module) -> bool:
@@ -295,13 +306,15 @@ def _build(model: TransformerBridge) -> ModelStructure:
     names = _Names(model)
     hooks = set(model.hook_dict)
     maps, heads_in, mlp_in, norms, layer_of = [], [], [], [], {}
+    feeds = _pre_norms(model)
     for i, block in enumerate(model.blocks):
         hook = _Hooks(f"blocks.{i}", hooks)
-        layer_maps, layer_norms = _block_maps(block, names, hook, n_heads, n_kv)
+        pre = feeds[i]
+        layer_maps, layer_norms = _block_maps(block, names, hook, n_heads, n_kv, pre["ln2"])
         maps.append(layer_maps)
         norms.append(layer_norms)
-        heads_in.append(_inputs(block, hook, "ln1", ("q", "k", "v")))
-        mlp_in.append(_inputs(block, hook, "ln2", ("gate", "in")))
+        heads_in.append(_inputs(block, hook, "ln1", ("q", "k", "v"), pre["ln1"]))
+        mlp_in.append(_inputs(block, hook, "ln2", ("gate", "in"), pre["ln2"]))
         for p in block.parameters():
             if id(p) in names.by_id:
                 layer_of[names.by_id[id(p)]] = i
@@ -326,6 +339,38 @@ def _build(model: TransformerBridge) -> ModelStructure:
         inert=inert,
         fused_rows=fused_rows,
     )
+
+
+def _pre_norms(model: TransformerBridge) -> list[dict[str, bool]]:
+    """Per layer, whether ``ln1`` / ``ln2`` really are the attention's / the MLP's pre-norms.
+
+    The bridge calls the original GPT's post-residual norms ``ln1`` / ``ln2`` too, so this is
+    checked on one probe forward: a pre-norm's output is exactly what q / the MLP's W_in read.
+    """
+    checks = {}
+    for i, block in enumerate(model.blocks):
+        for norm, reader in (("ln1", "attn.q"), ("ln2", "mlp.in")):
+            if getattr(block, norm, None) is not None:
+                checks[(i, norm)] = (f"blocks.{i}.{norm}.hook_out", f"blocks.{i}.{reader}.hook_in")
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(x: torch.Tensor, hook: Any) -> None:
+        seen[hook.name] = x.detach()
+
+    names = {h for pair in checks.values() for h in pair}
+    device = next(model.original_model.parameters()).device
+    with torch.no_grad(), model.hooks(fwd_hooks=[(h, keep) for h in names]):
+        model(torch.tensor([[1, 2, 3]], device=device))
+    out = [{"ln1": False, "ln2": False} for _ in model.blocks]
+    for (i, norm), (produced, read) in checks.items():
+        a, b = seen.get(produced), seen.get(read)
+        out[i][norm] = (
+            a is not None
+            and b is not None
+            and a.numel() == b.numel()
+            and bool(torch.equal(a.reshape(b.shape), b))
+        )
+    return out
 
 
 def _inert(block: torch.nn.Module, names: _Names) -> list[str]:
@@ -385,11 +430,11 @@ class _Hooks:
 
 
 def _inputs(
-    block: torch.nn.Module, hook: _Hooks, norm: str, roles: tuple[str, ...]
+    block: torch.nn.Module, hook: _Hooks, norm: str, roles: tuple[str, ...], pre: bool
 ) -> tuple[str, ...]:
     """What a component reads: its pre-norm's input when it owns that norm (``ln2``: the MLP),
     the norm's output when it does not (``ln1``: shared by the heads), else its maps' inputs."""
-    if getattr(block, norm, None) is not None:
+    if pre:
         return (hook(norm, "hook_in" if norm == "ln2" else "hook_out"),)
     part = "attn" if norm == "ln1" else "mlp"
     owner = getattr(block, part)
@@ -397,7 +442,7 @@ def _inputs(
 
 
 def _block_maps(
-    block: torch.nn.Module, names: _Names, hook: _Hooks, n_heads: int, n_kv: int
+    block: torch.nn.Module, names: _Names, hook: _Hooks, n_heads: int, n_kv: int, pre_ln2: bool
 ) -> tuple[tuple[LinearMap, ...], dict[str, tuple[str, ...]]]:
     """A block's linear maps in forward order, and its norms' parameter names."""
     gqa = n_kv != n_heads
@@ -442,7 +487,7 @@ def _block_maps(
         linear("attn", "k", "k", "out", kv_owner, n_kv),
         linear("attn", "v", "v", "out", kv_owner, n_kv),
         linear("attn", "o", "o", "in", "heads", n_heads, own_bias=False),
-        *norm("ln2", "norm"),
+        *(norm("ln2", "norm") if pre_ln2 else []),
         *([linear("mlp", "gate", "gate", "none", "mlp", 1)] if hasattr(mlp, "gate") else []),
         linear("mlp", "up", "in", "none", "mlp", 1),
         linear("mlp", "down", "out", "none", "mlp", 1),

@@ -165,7 +165,7 @@ def run_pass(
     def make_hook(name: str):  # noqa: ANN202
         def hook(x: Tensor, hook) -> Tensor | None:  # noqa: ANN001 (TransformerLens HookPoint)
             if name in substitute:
-                x = substitute[name].to(device=x.device, dtype=x.dtype)
+                x = substitute[name].to(device=x.device, dtype=x.dtype).reshape(x.shape)
             if name in value_set:
                 kept[name] = x.detach()
             if name in live_names:
@@ -198,4 +198,12 @@ def run_pass(
             torch.zeros_like(x) if g is None else g
             for g, x in zip(got[len(grad_set) :], extra_grad_inputs, strict=True)
         )
+    b, p = batch.input_ids.shape
+    kept = {n: _tokens_first(v, b, p) for n, v in kept.items()}
+    grad_out = {n: _tokens_first(g, b, p) for n, g in grad_out.items()}
     return PassResult(kept, grad_out, target.detach()), extra
+
+
+def _tokens_first(x: Tensor, b: int, p: int) -> Tensor:
+    """``[batch * pos, d]`` -> ``[batch, pos, d]``: some MLPs (OPT) flatten the tokens."""
+    return x.view(b, p, -1) if x.ndim == 2 and x.shape[0] == b * p else x
