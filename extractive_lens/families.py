@@ -268,28 +268,6 @@ _F = [
         gqa=False,
     ),
     Family(
-        "codegen",
-        "CodeGenConfig",
-        "CodeGenForCausalLM",
-        "Salesforce/codegen-350M-mono",
-        _extra(_gpt2, rotary_dim=4, n_ctx=256),
-        gqa=False,
-    ),
-    Family(
-        "xglm",
-        "XGLMConfig",
-        "XGLMForCausalLM",
-        "facebook/xglm-564M",
-        _gpt_like(
-            vocab="vocab_size",
-            layers="num_layers",
-            d_model="d_model",
-            heads="attention_heads",
-            d_mlp="ffn_dim",
-        ),
-        gqa=False,
-    ),
-    Family(
         "openai-gpt",
         "OpenAIGPTConfig",
         "OpenAIGPTLMHeadModel",
@@ -306,6 +284,16 @@ _F = [
         gqa=False,
     ),
 ]
+# Bridged by TransformerLens 4.3 and buildable from a config, but not in the tested list: why.
+NOT_TESTED = {
+    "codegen": "the bridge's forward fails with transformers 5.x ('CodeGenAttention' object has "
+    "no attribute 'embed_positions')",
+    "xglm": "HF's XGLM cannot run in float64 (its attention mask overflows), so the finite-"
+    "difference checks cannot run at their precision",
+    "falcon (new_decoder_architecture)": "the bridge's QKV split fails for grouped K/V "
+    "(split_with_sizes error); classic Falcon (multi-query, parallel) is tested",
+    "helium": "TransformerLens 4.3 does not bridge HeliumForCausalLM",
+}
 REQUIRED = (  # the families the issue names
     *("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "olmo", "olmo2"),
     *("gpt2", "gpt-neox", "gpt-j", "phi", "phi3", "stablelm", "granite"),

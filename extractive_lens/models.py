@@ -217,7 +217,12 @@ def _write_hf(
     with torch.device("meta"):
         expected = set(AutoModelForCausalLM.from_config(hf.config).state_dict())
     state = {}
-    for name, param in hf.named_parameters(remove_duplicate=False):
+    # Persistent buffers are part of the state too (Apertus's xIELU keeps beta / eps there).
+    tensors = [
+        *hf.named_parameters(remove_duplicate=False),
+        *hf.named_buffers(remove_duplicate=False),
+    ]
+    for name, param in tensors:
         name = name.replace(_WRAPPER, "")
         if name in expected and name not in state:
             value = (replace or {}).get(id(param), param)
