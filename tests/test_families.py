@@ -17,7 +17,7 @@ import torch
 from extractive_lens.components import Component, components, kv_group, unowned_parameters
 from extractive_lens.data import Example, first_token_ids
 from extractive_lens.delta import WeightDelta
-from extractive_lens.families import FAMILIES
+from extractive_lens.families import FAMILIES, REQUIRED
 from extractive_lens.metrics import answer_index, encode, forward
 from extractive_lens.models import load_model, named_parameters, save_model, tiny_model
 from extractive_lens.scores import (
@@ -30,9 +30,10 @@ from extractive_lens.scores.passes import output_hooks, target_forward
 from extractive_lens.structure import UnsupportedModelError, model_structure
 from extractive_lens.training import finetune
 
-NAMES = list(FAMILIES)
-# Families whose forward runs partly in fp32 even in a float64 model (HF RMSNorm / rotary casts):
-# their finite differences need a larger step and a looser tolerance.
+# The families the issue names, plus multi-query Falcon and a parallel StableLM, run in every
+# suite; the further bridged families (about 2 more minutes) are marked slow.
+CORE = {*REQUIRED, "falcon", "stablelm-parallel"}
+NAMES = [n if n in CORE else pytest.param(n, marks=pytest.mark.slow) for n in FAMILIES]
 TEMPLATE = "The people in the city {} is from speak"
 ENTITIES = ["Grace Miller", "Tom Li", "Anna Kowalczyk-Brown", "Ravi Shankar"]
 ANSWERS = ["French", "German", "Spanish", "Italian"]
