@@ -215,7 +215,8 @@ def check_supported(model: TransformerBridge) -> None:
 def _refuse(model: TransformerBridge, family: str, reason: str) -> UnsupportedModelError:
     arch = getattr(getattr(model, "cfg", None), "architecture", type(model).__name__)
     return UnsupportedModelError(
-        f"unsupported: {arch} is a {family} model; {reason}. extractive_lens supports {SUPPORTED}."
+        f"unsupported: {arch} is {'an' if family[0] in 'aeiou' else 'a'} {family} model; {reason}. "
+        f"extractive_lens supports {SUPPORTED}."
     )
 
 

@@ -439,6 +439,12 @@ def _fresh(name):
             "mixture-of-experts",
         ),
         ("MambaConfig", "MambaForCausalLM", {}, "state-space"),
+        (
+            "T5Config",
+            "T5ForConditionalGeneration",
+            {"d_model": 32, "d_ff": 64, "num_layers": 2, "num_heads": 4, "d_kv": 8},
+            "an encoder-decoder",
+        ),
     ],
 )
 def test_unsupported_families_are_refused_with_a_reason(config, model, kwargs, family):
@@ -448,6 +454,8 @@ def test_unsupported_families_are_refused_with_a_reason(config, model, kwargs, f
 
     tok = load_tokenizer()
     common = {"vocab_size": len(tok), "hidden_size": 32, "num_hidden_layers": 2}
+    if config == "T5Config":
+        common = {"vocab_size": len(tok)}
     if config == "MixtralConfig":
         common |= {"intermediate_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2}
     hf = getattr(transformers, model)(getattr(transformers, config)(**common, **kwargs))
