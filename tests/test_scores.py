@@ -392,9 +392,17 @@ def test_upstream_equals_patched_derivative(fp64_models, arch):
                 v = (ys[i] - y_star)[None]
                 with delta.applied(model):
                     new = slope(c, i, v)
-                expected = new - slope(c, i, v)
+                old = slope(c, i, v)
+                expected = new - old
                 ours = ref.component(c)[i].sum()
-                assert float(ours) == pytest.approx(float(expected), rel=1e-5, abs=1e-9), (c, i)
+                # U is a difference of two slopes; Llama's fp32 RMSNorm makes each accurate to
+                # about 1e-6 of its own size, so the tolerance scales with the slopes, not with
+                # their (possibly much smaller) difference.
+                scale = max(abs(float(new)), abs(float(old)))
+                assert float(ours) == pytest.approx(float(expected), rel=1e-5, abs=1e-5 * scale), (
+                    c,
+                    i,
+                )
 
 
 # --------------------------------------------------------------------------- batching & seeds
