@@ -9,12 +9,12 @@ reproduces the finetuned logits; unsupported families are refused with a reason.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
+from _shared import assert_ownership_partitions, perturbed
+from _shared import target as shared_target
 
-from extractive_lens.components import Component, components, kv_group, unowned_parameters
+from extractive_lens.components import Component, components, kv_group
 from extractive_lens.data import Example, first_token_ids
 from extractive_lens.delta import WeightDelta
 from extractive_lens.families import FAMILIES, REQUIRED
@@ -69,25 +69,7 @@ def random_delta(model, seed=0, scale=0.05, dtype=torch.float64, blocks_only=Tru
 
 
 def target(model, examples=EXAMPLES):
-    batch = encode(model.tokenizer, examples, with_answers=False)
-    ids = torch.tensor(first_token_ids(model.tokenizer, OPTIONS))
-    with torch.no_grad():
-        return target_forward(model, batch, answer_index(examples, OPTIONS), ids)
-
-
-@contextlib.contextmanager
-def perturbed(model, delta, alpha):
-    params = named_parameters(model)
-    saved = {n: params[n].detach().clone() for n in delta}
-    with torch.no_grad():
-        for n, d in delta.items():
-            params[n].add_(alpha * d.to(params[n].dtype))
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for n, v in saved.items():
-                params[n].copy_(v)
+    return shared_target(model, examples, OPTIONS)
 
 
 def fp32_inside(model) -> bool:
@@ -104,15 +86,7 @@ def fp32_inside(model) -> bool:
 @pytest.mark.parametrize("name", NAMES)
 def test_ownership_partitions_every_element_once(name):
     model = build(name)
-    params = named_parameters(model)
-    count = {n: torch.zeros(p.shape, dtype=torch.int32) for n, p in params.items()}
-    for c in components(model):
-        for s in c.owned(model):
-            count[s.param][s.index(count[s.param].ndim)] += 1
-    for n in unowned_parameters(model):
-        count[n] += 1
-    for n, c in count.items():
-        assert torch.all(c == 1), f"{n}: coverage {c.unique().tolist()}"
+    assert_ownership_partitions(model)
     # the default trainable set is exactly the block linear weights, none of them inert
     s = model_structure(model)
     assert set(s.trainable) == {m.weight for ms in s.maps for m in ms if m.split != "diag"}
