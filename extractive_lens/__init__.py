@@ -62,6 +62,7 @@ from extractive_lens.scores import (
     informative_scores,
     upstream_scores,
 )
+from extractive_lens.structure import ModelStructure, model_structure
 from extractive_lens.training import FinetuneResult, finetune
 from extractive_lens.worlds import WorldConfig, load_world_model, make_world
 
@@ -76,6 +77,7 @@ __all__ = [
     "ExtractiveScores",
     "FinetuneResult",
     "ModelLoadError",
+    "ModelStructure",
     "OCRDataset",
     "OCRResult",
     "ParamSlice",
@@ -107,6 +109,7 @@ __all__ = [
     "make_world",
     "mean_rank",
     "model_identity",
+    "model_structure",
     "named_parameters",
     "ocr_curves",
     "option_logits",
