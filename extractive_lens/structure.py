@@ -37,26 +37,32 @@ from __future__ import annotations
 import contextlib
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+__all__ = [
+    "LinearMap",
+    "ModelStructure",
+    "ParamSlice",
+    "UnsupportedModelError",
+    "check_supported",
+    "model_structure",
+]
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.models import named_parameters
+from extractive_lens._bridge_checks import (
+    Names,
+    UnsupportedModelError,
+    fused_rows,
+    inert,
+    pre_norms,
+    refusal,
+    transposed,
+)
 
 Owner = Literal["heads", "kv_heads", "mlp"]
 Split = Literal["out", "in", "none", "diag"]
-
-
-class UnsupportedModelError(ValueError):
-    """The scores are not defined for this model's architecture (yet)."""
-
-
-SUPPORTED = (
-    "dense decoder-only transformers whose bridge exposes per block attn.q/k/v/o and "
-    "mlp.in/out (gate optional): Llama, Mistral, Qwen2, Qwen3, Gemma 1-3, OLMo, OLMo 2, GPT-2, "
-    "GPT-NeoX, GPT-J, Phi, Phi-3, StableLM, Granite and other bridged families of that shape"
-)
 
 
 @dataclass(frozen=True)
@@ -212,102 +218,17 @@ def check_supported(model: TransformerBridge) -> None:
     model_structure(model)
 
 
-def _refuse(model: TransformerBridge, family: str, reason: str) -> UnsupportedModelError:
-    arch = getattr(getattr(model, "cfg", None), "architecture", type(model).__name__)
-    return UnsupportedModelError(
-        f"unsupported: {arch} is {'an' if family[0] in 'aeiou' else 'a'} {family} model; {reason}. "
-        f"extractive_lens supports {SUPPORTED}."
-    )
-
-
-def _refusal(model: TransformerBridge) -> UnsupportedModelError | None:
-    """Why the scores are undefined for this model, or None."""
-    cfg = getattr(model, "cfg", None)
-    hf_cfg = getattr(getattr(model, "original_model", None), "config", None)
-    if getattr(hf_cfg, "is_encoder_decoder", False) or hasattr(model, "encoder_blocks"):
-        return _refuse(model, "encoder-decoder", "components are defined for one causal stack")
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or len(blocks) == 0:
-        return _refuse(model, "block-less", "the bridge exposes no transformer blocks")
-    for block in blocks:
-        # The bridge's own component classes name the structure (HF class names do not:
-        # "SeedOssMLP" contains "ssm").
-        names = {type(m).__name__.lower() for m in block.modules() if _is_bridge(m)}
-        experts = hasattr(
-            getattr(getattr(block, "mlp", None), "original_component", None), "experts"
-        )
-        if experts or any("moe" in n for n in names):
-            return _refuse(
-                model,
-                "mixture-of-experts",
-                "an MLP's weights and output depend on the router, so an MLP is not one "
-                "component with fixed weights",
-            )
-        if any("mla" in n for n in names):
-            return _refuse(
-                model,
-                "multi-head latent attention",
-                "heads share low-rank K/V projections, so per-head weight slices are undefined",
-            )
-        if any(k in n for n in names for k in ("ssm", "mamba", "delta", "shortconv", "rwkv")):
-            return _refuse(
-                model, "state-space / hybrid", "its mixer layers have no attention heads"
-            )
-        attn = getattr(block, "attn", None)
-        if attn is None or not all(hasattr(attn, r) for r in "qkvo"):
-            return _refuse(model, "non-standard attention", "blocks lack attn.q/k/v/o")
-        if getattr(block, "mlp", None) is None or not hasattr(block.mlp, "out"):
-            return _refuse(model, "non-standard MLP", "blocks lack mlp.in/out")
-    if cfg is None:
-        return _refuse(model, "unknown", "it has no TransformerLens config")
-    return None
-
-
-def _is_bridge(module: torch.nn.Module) -> bool:
-    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
-
-    return isinstance(module, GeneralizedComponent)
-
-
-def _transposed(module: torch.nn.Module) -> bool:
-    """Whether a wrapped linear stores its weight ``[in, out]`` (Conv1D), not ``[out, in]``."""
-    if isinstance(module, torch.nn.Linear):
-        return False
-    if type(module).__name__ == "Conv1D" or hasattr(module, "nf"):
-        return True
-    raise UnsupportedModelError(f"unknown linear module {type(module).__name__}")
-
-
-class _Names:
-    """Parameter -> name by identity, over ``named_parameters(model)``."""
-
-    def __init__(self, model: TransformerBridge) -> None:
-        self.params = named_parameters(model)
-        self.by_id = {id(p): n for n, p in self.params.items()}
-
-    def of(self, component: torch.nn.Module | None, attr: str, strict: bool = True) -> str | None:
-        module = getattr(component, "original_component", None)
-        p = getattr(module, attr, None) if module is not None else None
-        if p is None or (not strict and id(p) not in self.by_id):
-            return None
-        if id(p) not in self.by_id:
-            raise UnsupportedModelError(
-                f"{type(module).__name__}.{attr} is not one of the model's named parameters"
-            )
-        return self.by_id[id(p)]
-
-
 def _build(model: TransformerBridge) -> ModelStructure:
-    refusal = _refusal(model)
-    if refusal is not None:
-        raise refusal
+    why = refusal(model)
+    if why is not None:
+        raise why
     cfg = model.cfg
     n_heads = int(cfg.n_heads)
     n_kv = int(getattr(cfg, "n_key_value_heads", None) or n_heads)
-    names = _Names(model)
+    names = Names(model)
     hooks = set(model.hook_dict)
     maps, heads_in, mlp_in, norms, layer_of = [], [], [], [], {}
-    feeds = _pre_norms(model)
+    feeds = pre_norms(model)
     for i, block in enumerate(model.blocks):
         hook = _Hooks(f"blocks.{i}", hooks)
         pre = feeds[i]
@@ -319,8 +240,8 @@ def _build(model: TransformerBridge) -> ModelStructure:
         for p in block.parameters():
             if id(p) in names.by_id:
                 layer_of[names.by_id[id(p)]] = i
-    inert = tuple(n for block in model.blocks for n in _inert(block, names))
-    fused_rows = {k: v for block in model.blocks for k, v in _fused_rows(block, names).items()}
+    inert_names = tuple(n for block in model.blocks for n in inert(block, names))
+    fused = {k: v for block in model.blocks for k, v in fused_rows(block, names).items()}
     linear = {m.weight for ms in maps for m in ms if m.split != "diag"}
     trainable = tuple(n for n in names.params if n in linear)
     return ModelStructure(
@@ -337,84 +258,9 @@ def _build(model: TransformerBridge) -> ModelStructure:
         param_layer=layer_of,
         trainable=trainable,
         norms=tuple(norms),
-        inert=inert,
-        fused_rows=fused_rows,
+        inert=inert_names,
+        fused_rows=fused,
     )
-
-
-def _pre_norms(model: TransformerBridge) -> list[dict[str, bool]]:
-    """Per layer, whether ``ln1`` / ``ln2`` really are the attention's / the MLP's pre-norms.
-
-    The bridge calls the original GPT's post-residual norms ``ln1`` / ``ln2`` too, so this is
-    checked on one probe forward: a pre-norm's output is exactly what q / the MLP's W_in read.
-    """
-    checks = {}
-    for i, block in enumerate(model.blocks):
-        for norm, reader in (("ln1", "attn.q"), ("ln2", "mlp.in")):
-            if getattr(block, norm, None) is not None:
-                checks[(i, norm)] = (f"blocks.{i}.{norm}.hook_out", f"blocks.{i}.{reader}.hook_in")
-    seen: dict[str, torch.Tensor] = {}
-
-    def keep(x: torch.Tensor, hook: Any) -> None:
-        seen[hook.name] = x.detach()
-
-    names = {h for pair in checks.values() for h in pair}
-    device = next(model.original_model.parameters()).device
-    with torch.no_grad(), model.hooks(fwd_hooks=[(h, keep) for h in names]):
-        model(torch.tensor([[1, 2, 3]], device=device))
-    out = [{"ln1": False, "ln2": False} for _ in model.blocks]
-    for (i, norm), (produced, read) in checks.items():
-        a, b = seen.get(produced), seen.get(read)
-        out[i][norm] = (
-            a is not None
-            and b is not None
-            and a.numel() == b.numel()
-            and bool(torch.equal(a.reshape(b.shape), b))
-        )
-    return out
-
-
-def _inert(block: torch.nn.Module, names: _Names) -> list[str]:
-    """A fused QKV weight whose split q/k/v are copies, not views: the forward never reads it."""
-    qkv = getattr(block.attn, "qkv", None)
-    fused = [n for n in (names.of(qkv, "weight", False), names.of(qkv, "bias", False)) if n]
-    if not fused:
-        return []
-    q = names.params[names.of(block.attn.q, "weight")]
-    shares = q.untyped_storage().data_ptr() == names.params[fused[0]].untyped_storage().data_ptr()
-    return [] if shares else fused
-
-
-def _fused_rows(
-    block: torch.nn.Module, names: _Names
-) -> dict[str, tuple[tuple[str, tuple[int, ...]], ...]]:
-    """Which rows of an inert fused QKV tensor each split copy came from.
-
-    Found by running the adapter's own split on a fused tensor whose every row holds its index
-    (in float64, so any row count is exact); the real values are put back untouched.
-    """
-    attn = block.attn
-    fused_names = _inert(block, names)
-    if not fused_names or not hasattr(attn, "split_qkv_matrix"):
-        return {}
-    fused = attn.qkv.original_component
-    saved = {a: getattr(fused, a).data for a in ("weight", "bias") if getattr(fused, a) is not None}
-    out = {}
-    try:
-        for a, data in saved.items():
-            index = torch.arange(data.shape[0], dtype=torch.float64, device=data.device)
-            getattr(fused, a).data = index.view(-1, *[1] * (data.ndim - 1)).expand(data.shape)
-        split = attn.split_qkv_matrix(attn.original_component)
-        for a in saved:
-            parts = []
-            for role, lin in zip("qkv", split, strict=True):
-                rows = getattr(lin, a).detach().reshape(getattr(lin, a).shape[0], -1)[:, 0]
-                parts.append((names.of(getattr(attn, role), a), tuple(rows.long().tolist())))
-            out[names.by_id[id(getattr(fused, a))]] = tuple(parts)
-    finally:
-        for a, data in saved.items():
-            getattr(fused, a).data = data
-    return out
 
 
 class _Hooks:
@@ -443,7 +289,7 @@ def _inputs(
 
 
 def _block_maps(
-    block: torch.nn.Module, names: _Names, hook: _Hooks, n_heads: int, n_kv: int, pre_ln2: bool
+    block: torch.nn.Module, names: Names, hook: _Hooks, n_heads: int, n_kv: int, pre_ln2: bool
 ) -> tuple[tuple[LinearMap, ...], dict[str, tuple[str, ...]]]:
     """A block's linear maps in forward order, and its norms' parameter names."""
     gqa = n_kv != n_heads
@@ -455,7 +301,7 @@ def _block_maps(
             role=role,
             weight=names.of(comp, "weight"),
             bias=names.of(comp, "bias") if own_bias else None,
-            transposed=_transposed(comp.original_component),
+            transposed=transposed(comp.original_component),
             u_hook=hook(path, "hook_in"),
             d_hook=hook(path, "hook_out"),
             split=split,
