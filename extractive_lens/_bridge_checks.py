@@ -127,7 +127,12 @@ def pre_norms(model: TransformerBridge) -> list[dict[str, bool]]:
 
     names = {h for pair in checks.values() for h in pair}
     device = next(model.original_model.parameters()).device
-    with torch.no_grad(), model.hooks(fwd_hooks=[(h, keep) for h in names]):
+    # fork_rng: a model left in train mode must not have its dropout stream moved by the probe
+    with (
+        torch.random.fork_rng(devices=[]),
+        torch.no_grad(),
+        model.hooks(fwd_hooks=[(h, keep) for h in names]),
+    ):
         model(torch.tensor([[1, 2, 3]], device=device))
     out = [{"ln1": False, "ln2": False} for _ in model.blocks]
     for (i, norm), (produced, read) in checks.items():
