@@ -129,7 +129,7 @@ def pre_norms(model: TransformerBridge) -> list[dict[str, bool]]:
     device = next(model.original_model.parameters()).device
     # fork_rng: a model left in train mode must not have its dropout stream moved by the probe
     with (
-        torch.random.fork_rng(devices=[]),
+        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
         torch.no_grad(),
         model.hooks(fwd_hooks=[(h, keep) for h in names]),
     ):
