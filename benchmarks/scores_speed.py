@@ -14,6 +14,7 @@ It checks that (a) and (b) agree, prints a table and, as its last line,
 ``benchmarks/results/scores_speed.json``.
 
     python benchmarks/scores_speed.py                       # tiny random Llama (GQA), seconds
+    python benchmarks/scores_speed.py --arch gpt-neox       # any tested family, tiny and random
     python benchmarks/scores_speed.py --model smollm2-135m  # the real model, minutes
 
 The delta is random (about 1e-3 of each block weight's scale): speed does not depend on its
@@ -51,6 +52,7 @@ from extractive_lens.scores import extractive_scores  # noqa: E402
 from extractive_lens.scores.align import align, sample_counterfactuals  # noqa: E402
 from extractive_lens.scores.passes import target_forward  # noqa: E402
 from extractive_lens.scores.reference import reference_scores  # noqa: E402
+from extractive_lens.structure import model_structure  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "scores_speed.json"
 
@@ -150,7 +152,7 @@ def random_delta(model, scale: float = 1e-3, seed: int = 0) -> WeightDelta:
         {
             n: scale * p.detach().float().std().cpu() * torch.randn(p.shape, generator=gen)
             for n, p in named_parameters(model).items()
-            if (".layers." in n or ".h." in n) and p.ndim == 2
+            if n in model_structure(model).trainable  # the block linear weights
         }
     )
 
@@ -172,6 +174,9 @@ def max_difference(ours, ref) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny", help="tiny (default) or smollm2-135m")
+    parser.add_argument(
+        "--arch", default="llama", help="family of the tiny model (extractive_lens.families)"
+    )
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--counterfactuals", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -194,7 +199,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     if args.model == "tiny":
-        model = tiny_model("llama", n_layers=2, d_model=64, n_heads=4, n_kv_heads=2)
+        from extractive_lens.families import FAMILIES
+
+        kv = 2 if FAMILIES[args.arch].gqa else None
+        model = tiny_model(args.arch, n_layers=2, d_model=64, n_heads=4, n_kv_heads=kv)
     else:
         model = load_model(args.model)
     if args.device:

@@ -70,6 +70,7 @@ from extractive_lens.scores import (
     informative_scores,
     upstream_scores,
 )
+from extractive_lens.structure import ModelStructure, model_structure
 from extractive_lens.subnetworks import MaskConfig, SubnetworkResult, heuristic_core
 from extractive_lens.training import FinetuneResult, finetune
 from extractive_lens.worlds import WorldConfig, load_world_model, make_world
@@ -88,6 +89,7 @@ __all__ = [
     "MaskConfig",
     "MemorizationResult",
     "ModelLoadError",
+    "ModelStructure",
     "OCRDataset",
     "OCRResult",
     "ParamSlice",
@@ -123,6 +125,7 @@ __all__ = [
     "mean_rank",
     "memorization",
     "model_identity",
+    "model_structure",
     "named_parameters",
     "ocr_curves",
     "option_logits",

@@ -27,7 +27,6 @@ import json
 import math
 import numbers
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -40,16 +39,21 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.components import Component
 from extractive_lens.models import model_identity, named_parameters, weights_fingerprint
+from extractive_lens.structure import model_structure
 
 FORMAT = "extractive_lens.WeightDelta/1"
-_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
 _PACKAGES = ("extractive_lens", "torch", "transformer_lens", "transformers")
 
 
-def layer_of(name: str) -> int | None:
-    """The block index of a parameter name (``model.layers.3.…`` -> 3), or None outside blocks."""
-    match = _LAYER.search(name)
-    return int(match.group(1)) if match else None
+def layer_of(name: str, model: TransformerBridge) -> int | None:
+    """The block index of parameter ``name`` in ``model`` (read off the bridge), or None outside
+    the blocks (embeddings, final norm, unembedding)."""
+    return model_structure(model).layer_of(name)
+
+
+def _layers(model: TransformerBridge, names: Iterable[str]) -> dict[str, int]:
+    structure = model_structure(model)
+    return {n: structure.param_layer[n] for n in names if n in structure.param_layer}
 
 
 def snapshot(model: TransformerBridge, names: Iterable[str] | None = None) -> dict[str, Tensor]:
@@ -67,6 +71,9 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         metadata: free-form, JSON-serialisable (training config, seed, ...); kept by ``restrict``
             and ``to``, dropped by arithmetic.
         dtype: the stored dtype (default float32); tensors stay on their device.
+        layers: parameter name -> block index for the names inside blocks (recorded from the
+            model's structure by ``between`` / ``zeros_like`` and saved with the file), so that
+            ``restrict(layers=...)`` works without the model.
     """
 
     def __init__(
@@ -76,9 +83,13 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         identity: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         dtype: torch.dtype = torch.float32,
+        layers: Mapping[str, int] | None = None,
     ) -> None:
         self._tensors = {n: t.detach().to(dtype) for n, t in tensors.items()}
         self.dtype = dtype
+        self.layers = (
+            {n: int(i) for n, i in layers.items() if n in self._tensors} if layers else None
+        )
         self.identity = dict(identity) if identity is not None else None
         self.metadata = dict(metadata or {})
         self.versions: dict[str, str] = {}  # library versions recorded in the file (set by load)
@@ -103,7 +114,12 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
             n: (params[n].detach().float() - b.to(params[n].device).float()).to(device)
             for n, b in before.items()
         }
-        return cls(tensors, identity=model_identity(model), metadata=metadata)
+        return cls(
+            tensors,
+            identity=model_identity(model),
+            metadata=metadata,
+            layers=_layers(model, tensors),
+        )
 
     @classmethod
     def zeros_like(
@@ -112,7 +128,11 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         """A zero delta for the given parameters (default: all), on CPU."""
         params = named_parameters(model)
         names = list(params if names is None else names)
-        return cls({n: torch.zeros(params[n].shape) for n in names}, identity=model_identity(model))
+        return cls(
+            {n: torch.zeros(params[n].shape) for n in names},
+            identity=model_identity(model),
+            layers=_layers(model, names),
+        )
 
     # ------------------------------------------------------------------ mapping
 
@@ -155,9 +175,15 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         return self._new({n: t.to(device) for n, t in self._tensors.items()}, self.metadata)
 
     def _new(self, tensors: dict[str, Tensor], metadata: dict | None = None) -> WeightDelta:
-        """A delta like this one (identity, dtype) holding ``tensors``: derived deltas never
-        round a float64 delta to float32."""
-        return WeightDelta(tensors, identity=self.identity, metadata=metadata, dtype=self.dtype)
+        """A delta like this one (identity, dtype, layer map) holding ``tensors``: derived
+        deltas never round a float64 delta to float32."""
+        return WeightDelta(
+            tensors,
+            identity=self.identity,
+            metadata=metadata,
+            dtype=self.dtype,
+            layers=self.layers,
+        )
 
     # ------------------------------------------------------------------ arithmetic
 
@@ -181,7 +207,8 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
                 raise ValueError(f"{n}: shapes differ, {tuple(out[n].shape)} vs {tuple(t.shape)}")
             out[n] = out[n] + t.to(out[n].device)
         dtype = torch.promote_types(self.dtype, other.dtype)
-        return WeightDelta(out, identity=identity, dtype=dtype)
+        layers = {**(other.layers or {}), **(self.layers or {})} or None
+        return WeightDelta(out, identity=identity, dtype=dtype, layers=layers)
 
     def __mul__(self, scale: object) -> WeightDelta:
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
@@ -207,15 +234,26 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
     ) -> WeightDelta:
         """Keep only the given layers' parameters and/or the slices owned by ``components``.
 
-        ``layers`` keeps parameters inside those blocks (embeddings and final norms are dropped).
-        ``components`` (needs ``model``) keeps each component's owned slices and zeroes the rest
-        of the tensor, so restricting to one head touches only that head's rows/columns;
-        parameters no given component owns are dropped. Both: the intersection.
+        ``layers`` keeps parameters inside those blocks (embeddings and final norms are dropped);
+        which block a parameter is in comes from ``model``'s structure, or else from the layer
+        map the delta recorded when it was made. ``components`` (needs ``model``) keeps each
+        component's owned slices and zeroes the rest of the tensor, so restricting to one head
+        touches only that head's rows/columns; parameters no given component owns are dropped.
+        Both: the intersection.
         """
         tensors = self._tensors
         if layers is not None:
+            if model is not None:
+                where = _layers(model, tensors)
+            elif self.layers is not None:
+                where = self.layers
+            else:
+                raise ValueError(
+                    "restrict(layers=...) needs model=... : this delta records no layer map "
+                    "(make it with WeightDelta.between / zeros_like, or pass the model)"
+                )
             keep = set(layers)
-            tensors = {n: t for n, t in tensors.items() if layer_of(n) in keep}
+            tensors = {n: t for n, t in tensors.items() if where.get(n) in keep}
         if components is not None:
             if model is None:
                 raise ValueError("restrict(components=...) needs model=... to find owned slices")
@@ -305,6 +343,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
             "shapes": json.dumps({n: list(t.shape) for n, t in self._tensors.items()}),
             "versions": json.dumps(versions),
             "metadata": json.dumps(self.metadata),
+            "layers": json.dumps(self.layers),
         }
         tensors = {n: t.detach().cpu().contiguous() for n, t in self._tensors.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -348,6 +387,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
             identity=json.loads(header["identity"]),
             metadata=json.loads(header["metadata"]),
             dtype=next(iter(tensors.values())).dtype if tensors else torch.float32,
+            layers=json.loads(header.get("layers", "null")),
         )
         delta.versions = json.loads(header.get("versions", "{}"))
         if model is not None:

@@ -66,24 +66,30 @@ class Node:
         }
 
 
-def can_reach(a: Component, pa: int, b: Component, pb: int, group_size: int = 1) -> bool:
+def can_reach(
+    a: Component, pa: int, b: Component, pb: int, group_size: int = 1, parallel: bool = False
+) -> bool:
     """Whether ``a``'s output at position ``pa`` can influence ``b``'s output at ``pb``.
 
     ``group_size`` is the number of query heads per K/V head (grouped-query attention). A K/V
     head's output at ``pa`` is read by its query heads at every position from ``pa`` on, so it
-    moves information to later positions within its own layer.
+    moves information to later positions within its own layer. ``parallel``: attention and MLP
+    of a layer read the same residual (GPT-J, Phi, GPT-NeoX, Falcon; ``ModelStructure.parallel``),
+    so nothing in a layer's attention reaches that layer's MLP.
     """
     if pa > pb or a.layer > b.layer:
         return False
+    feeds_own_mlp = b.kind == "mlp" and not parallel
     if a.layer == b.layer:
         if a.kind == "kv_head":
-            return b.kind == "mlp" or (b.kind == "head" and b.head // group_size == a.head)
-        return a.kind == "head" and b.kind == "mlp" and pa == pb
+            return feeds_own_mlp or (b.kind == "head" and b.head // group_size == a.head)
+        return a.kind == "head" and feeds_own_mlp and pa == pb
     if pa == pb:
         return True
     # A later position needs attention on the way: a itself (a K/V head), the receiving head,
-    # the receiving MLP's own layer's attention, or any attention layer strictly between.
-    return a.kind == "kv_head" or b.kind in ("head", "mlp") or b.layer - a.layer > 1
+    # the receiving MLP's own layer's attention (sequential blocks only), or any attention layer
+    # strictly between.
+    return a.kind == "kv_head" or b.kind == "head" or feeds_own_mlp or b.layer - a.layer > 1
 
 
 @dataclass
@@ -207,7 +213,7 @@ def extractive_graph(
         for src, dst in (("upstream", "informative"), ("informative", "downstream"))
         for a in nodes[src]
         for b in nodes[dst]
-        if can_reach(a.component, a.position, b.component, b.position, group)
+        if can_reach(a.component, a.position, b.component, b.position, group, first.parallel_blocks)
     ]
     return ExtractiveGraph(
         nodes=[n for r in ROLES for n in nodes[r]],

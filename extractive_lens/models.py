@@ -187,21 +187,46 @@ def save_model(model: Any, directory: str | os.PathLike, *, overwrite: bool = Fa
         raise FileExistsError(f"{out} is not empty; pass overwrite=True to replace its files.")
     out.mkdir(parents=True, exist_ok=True)
     hf = getattr(model, "original_model", model)
-    _write_hf(hf, model.tokenizer, out)
+    _write_hf(hf, model.tokenizer, out, _fused_from_copies(model))
     return out
 
 
-def _write_hf(hf: Any, tokenizer: Any, out: Path) -> None:
+def _fused_from_copies(model: Any) -> dict[int, torch.Tensor]:
+    """Fused QKV tensors the bridge runs as split *copies* (GPT-NeoX, Falcon), rebuilt from those
+    copies so that a trained model saves what its forward uses (keyed by the parameter's id)."""
+    if not isinstance(model, TransformerBridge):
+        return {}
+    from extractive_lens.structure import model_structure
+
+    params = named_parameters(model)
+    out = {}
+    for fused, parts in model_structure(model).fused_rows.items():
+        tensor = params[fused].detach().clone()
+        for split, rows in parts:
+            tensor[list(rows)] = params[split].detach().to(tensor.dtype)
+        out[id(params[fused])] = tensor
+    return out
+
+
+def _write_hf(
+    hf: Any, tokenizer: Any, out: Path, replace: dict[int, torch.Tensor] | None = None
+) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
         expected = set(AutoModelForCausalLM.from_config(hf.config).state_dict())
     state = {}
-    for name, param in hf.named_parameters(remove_duplicate=False):
+    # Persistent buffers are part of the state too (Apertus's xIELU keeps beta / eps there).
+    tensors = [
+        *hf.named_parameters(remove_duplicate=False),
+        *hf.named_buffers(remove_duplicate=False),
+    ]
+    for name, param in tensors:
         name = name.replace(_WRAPPER, "")
         if name in expected and name not in state:
-            state[name] = param.detach().contiguous().clone()
+            value = (replace or {}).get(id(param), param)
+            state[name] = value.detach().contiguous().clone()
     if getattr(hf.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)  # tied to the embedding; stored once
     missing = sorted(k for k in expected if k not in state and k != "lm_head.weight")
@@ -240,46 +265,31 @@ def tiny_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> TransformerBridge:
-    """A random-initialised Llama- or GPT-2-style model with SmolLM2's tokenizer, for tests.
+    """A random-initialised model of any tested family with SmolLM2's tokenizer, for tests.
 
-    Goes through the same bridge code path as real models. ``n_kv_heads < n_heads`` gives
-    grouped-query attention (Llama only). Same arguments and seed give identical weights.
+    ``arch`` is a key of ``extractive_lens.families.FAMILIES`` (``"llama"``, ``"gpt2"``,
+    ``"gpt-neox"``, ``"gemma2"``, ...). Goes through the same bridge code path as real models.
+    ``n_kv_heads < n_heads`` gives grouped-query attention (1: multi-query) where the family has
+    it. Same arguments and seed give identical weights.
     """
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from extractive_lens.families import build_hf
 
     tokenizer = load_tokenizer()
     d_mlp = d_mlp or 4 * d_model
     with _seeded(seed):
-        if arch == "llama":
-            config = LlamaConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=d_model,
-                intermediate_size=d_mlp,
-                num_hidden_layers=n_layers,
-                num_attention_heads=n_heads,
-                num_key_value_heads=n_kv_heads or n_heads,
-                max_position_embeddings=256,
-                tie_word_embeddings=True,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            hf = LlamaForCausalLM(config)
-        elif arch == "gpt2":
-            if n_kv_heads not in (None, n_heads):
-                raise ValueError("GPT-2 has no grouped-query attention: leave n_kv_heads=None.")
-            config = GPT2Config(
-                vocab_size=len(tokenizer),
-                n_embd=d_model,
-                n_layer=n_layers,
-                n_head=n_heads,
-                n_inner=d_mlp,
-                n_positions=256,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            hf = GPT2LMHeadModel(config)
-        else:
-            raise ValueError(f"tiny_model: arch must be 'llama' or 'gpt2', got {arch!r}.")
+        hf = build_hf(
+            arch,
+            len(tokenizer),
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads,
+            d_mlp,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            # SmolLM2-like; changing it would change every seed's weights
+            **({"tie_word_embeddings": True} if arch == "llama" else {}),
+        )
     hf.config._name_or_path = (
         f"tiny-{arch}-L{n_layers}-d{d_model}-h{n_heads}-kv{n_kv_heads}-s{seed}"
     )
@@ -330,6 +340,7 @@ def load_model(
         hf_model, tokenizer = _load_hf(name, tokenizer)
     elif tokenizer is None:
         raise ValueError("load_model(hf_model=...) also needs tokenizer=... (no hub to fetch one).")
+    _name_architecture(hf_model)
     hf_model = hf_model.to(dtype=dtype or torch.float32)
     if device is not None:
         hf_model = hf_model.to(device)
@@ -349,6 +360,15 @@ def load_model(
     bridge.cfg.tokenizer_prepends_bos = native_bos
     bridge.eval()
     return bridge
+
+
+def _name_architecture(hf_model: Any) -> None:
+    """Record the model class in ``config.architectures`` when missing (a model built from a
+    config has none, and the bridge picks its adapter from it). ``save_pretrained`` writes the
+    same field, so this changes nothing else about the caller's model."""
+    config = getattr(hf_model, "config", None)
+    if config is not None and not getattr(config, "architectures", None):
+        config.architectures = [type(hf_model).__name__]
 
 
 def _prepends_bos(tokenizer: Any) -> bool:

@@ -23,8 +23,10 @@ fails. Use ``result.delta.applied(model)`` to get the finetuned model.
 
 **What is trained** (``trainable``):
 
-- ``None`` (default): the *block linear weights*, i.e. every 2-D weight inside a transformer block
-  (attention Q/K/V/O and MLP projections). Not trained: embeddings, unembedding, norms, biases.
+- ``None`` (default): the *block linear weights*, i.e. the weight of every linear map the bridge
+  runs inside a block (attention Q/K/V/O and MLP gate/in/out; ``ModelStructure.trainable``). Not
+  trained: embeddings, unembedding, norms, biases, and fused weights the forward never reads
+  (GPT-NeoX's ``query_key_value``, whose split copies are what the bridge runs and trains).
 - a list of layer indices: the block linear weights of those layers only.
 - a list of ``Component``s: only the slices of the block linear weights that those components own
   (the gradient is masked outside them); ``components(model)`` as a whole equals the default set.
@@ -49,7 +51,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.components import Component
 from extractive_lens.data import Example
-from extractive_lens.delta import WeightDelta, layer_of
+from extractive_lens.delta import WeightDelta
 from extractive_lens.metrics import (
     ExampleLike,
     answer_index,
@@ -64,6 +66,7 @@ from extractive_lens.metrics import (
     ranks_from_logits,
 )
 from extractive_lens.models import model_identity, named_parameters
+from extractive_lens.structure import model_structure
 
 Trainable = Sequence[int | Component | str] | None
 
@@ -123,7 +126,8 @@ def trainable_masks(
     Returns the masks and a short description for the delta's metadata.
     """
     params = named_parameters(model)
-    linear = [n for n, p in params.items() if layer_of(n) is not None and p.ndim == 2]
+    structure = model_structure(model)
+    linear = list(structure.trainable)  # every block linear map's weight, read off the bridge
     if trainable is None:
         return dict.fromkeys(linear), "block linear weights"
     items = list(trainable)
@@ -140,7 +144,7 @@ def trainable_masks(
     if any(not 0 <= layer < n_layers for layer in layers):
         raise ValueError(f"trainable layers {layers} out of range: the model has {n_layers}")
     for n in linear:
-        if layer_of(n) in layers:
+        if structure.layer_of(n) in layers:
             masks[n] = None
     for c in comps:
         for s in c.owned(model):
@@ -218,7 +222,12 @@ def finetune(
     with base.applied(model) if base is not None else contextlib.nullcontext():
         run = _Run(model, masks, lr, batch_size, eval_sets or {}, eval_batch_size)
         tensors, history = run.train(examples, epochs, seed, progress)
-    delta = WeightDelta(tensors, identity=model_identity(model), metadata=config)
+    delta = WeightDelta(
+        tensors,
+        identity=model_identity(model),
+        metadata=config,
+        layers=model_structure(model).param_layer,
+    )
     return FinetuneResult(delta, history, time.perf_counter() - start)
 
 

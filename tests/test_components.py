@@ -6,13 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from _shared import assert_ownership_partitions
 
 from extractive_lens.components import (
     Component,
     UnsupportedModelError,
     components,
     kv_group,
-    unowned_parameters,
 )
 from extractive_lens.models import named_parameters
 
@@ -40,16 +40,7 @@ def test_component_validation():
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_mha", "tiny_gpt2"])
 def test_ownership_partitions_every_element_once(fixture, request):
     """Owned slices plus unowned parameters cover each element exactly once: no double count."""
-    model = request.getfixturevalue(fixture)
-    params = named_parameters(model)
-    count = {n: torch.zeros(p.shape, dtype=torch.int32) for n, p in params.items()}
-    for c in components(model):
-        for s in c.owned(model):
-            count[s.param][s.index(count[s.param].ndim)] += 1
-    for name in unowned_parameters(model):
-        count[name] += 1
-    for name, c in count.items():
-        assert torch.all(c == 1), f"{name}: coverage {c.unique().tolist()}"
+    assert_ownership_partitions(request.getfixturevalue(fixture))
 
 
 def _z_after_perturbing(model, component, layer=0):
@@ -98,6 +89,6 @@ def test_kv_head_slices_touch_only_its_query_group(tiny_llama):
 
 
 def test_unsupported_architecture_fails_clearly():
-    fake = SimpleNamespace(cfg=SimpleNamespace(architecture="GPTNeoXForCausalLM"))
-    with pytest.raises(UnsupportedModelError, match="unsupported: GPTNeoXForCausalLM"):
+    fake = SimpleNamespace(cfg=SimpleNamespace(architecture="SomeEncoderDecoder"), blocks=[])
+    with pytest.raises(UnsupportedModelError, match="unsupported: SomeEncoderDecoder .*supports"):
         components(fake)

@@ -75,24 +75,31 @@ def test_restrict_components_needs_model(tiny_llama):
         random_delta(tiny_llama).restrict(components=[Component(0, "mlp")])
 
 
-def test_restrict_layers(tiny):
+def test_restrict_layers(tiny, tmp_path):
     full = random_delta(tiny)
-    one = full.restrict(layers=[1])
-    assert one.names and all(layer_of(n) == 1 for n in one)
-    assert len(one) == sum(layer_of(n) == 1 for n in full)
+    with pytest.raises(ValueError, match="model="):
+        full.restrict(layers=[1])  # a plain dict of tensors records no layers
+    one = full.restrict(layers=[1], model=tiny)
+    assert one.names and all(layer_of(n, tiny) == 1 for n in one)
+    assert len(one) == sum(layer_of(n, tiny) == 1 for n in full)
     assert all(torch.equal(one[n], full[n]) for n in one)
-    outside = {n for n in full if layer_of(n) is None}
+    # deltas made from a model record its layer map, also through a file
+    made = WeightDelta.zeros_like(tiny)
+    assert made.restrict(layers=[1]).names == one.names
+    made.save(tmp_path / "d.safetensors")
+    assert WeightDelta.load(tmp_path / "d.safetensors").restrict(layers=[1]).names == one.names
+    outside = {n for n in full if layer_of(n, tiny) is None}
     assert len(outside) >= 2 and not outside & set(one)  # embeddings, final norm
     mlps = [Component(0, "mlp"), Component(1, "mlp")]
     both = full.restrict(layers=[1], components=mlps, model=tiny)
     assert set(both.names) == {s.param for s in mlps[1].owned(tiny)}
 
 
-def test_layer_of():
-    assert layer_of("model.layers.12.mlp.up_proj.weight") == 12
-    assert layer_of("transformer.h.3.attn.q.weight") == 3
-    assert layer_of("model.embed_tokens.weight") is None
-    assert layer_of("transformer.ln_f.weight") is None
+def test_layer_of(tiny_llama, tiny_gpt2):
+    assert layer_of("model.layers.1.mlp.up_proj.weight", tiny_llama) == 1
+    assert layer_of("transformer.h.0.attn.q.weight", tiny_gpt2) == 0
+    assert layer_of("model.embed_tokens.weight", tiny_llama) is None
+    assert layer_of("transformer.ln_f.weight", tiny_gpt2) is None
 
 
 def test_arithmetic(precision):
@@ -196,7 +203,7 @@ def test_apply_rejects_mismatch_before_touching(tiny_llama):
 
 
 def test_save_load_round_trip(tiny_llama, tmp_path):
-    delta = random_delta(tiny_llama).restrict(layers=[0])
+    delta = random_delta(tiny_llama).restrict(layers=[0], model=tiny_llama)
     meta = {"lr": 3e-3, "seed": 7, "nested": {"trainable": [1, 2]}}
     delta = WeightDelta(delta, identity=model_identity(tiny_llama), metadata=meta)
     path = delta.save(tmp_path / "sub" / "d.safetensors")

@@ -121,9 +121,9 @@ def test_freezing_each_row_uses_the_right_layers(freeze, tiny_llama):
     assert (early, late) == ([0], [1])
     ds = data[0]
     deltas = result.deltas[ds.name]
-    assert {layer_of(n) for n in deltas["full"]} == {0, 1}
-    assert {layer_of(n) for n in deltas["early_frozen"]} == set(late)  # early excluded
-    assert {layer_of(n) for n in deltas["late_frozen"]} == set(early)
+    assert {layer_of(n, tiny_llama) for n in deltas["full"]} == {0, 1}
+    assert {layer_of(n, tiny_llama) for n in deltas["early_frozen"]} == set(late)  # early excluded
+    assert {layer_of(n, tiny_llama) for n in deltas["late_frozen"]} == set(early)
     splits = list(result.ranks[ds.name]["none"])
     full = deltas["full"]
     assert result.ranks[ds.name]["none"] == split_ranks(tiny_llama, ds, splits, delta=full)

@@ -101,3 +101,41 @@ def test_threshold_selection(scores):
     assert len(extractive_graph(canon, top_k=2, threshold=cut).by_role("downstream")) == 2
     with pytest.raises(ValueError, match="roles"):
         extractive_graph({"informative": canon["informative"]})
+
+
+def test_reachability_in_parallel_blocks():
+    """Attention and MLP of one layer read the same residual: no head -> MLP within a layer."""
+    mlp0, mlp1, mlp2 = (Component(i, "mlp") for i in range(3))
+    h0, kv0 = Component(0, "head", 1), Component(0, "kv_head", 0)
+    assert can_reach(h0, 2, mlp0, 2) and not can_reach(h0, 2, mlp0, 2, parallel=True)
+    assert can_reach(kv0, 1, mlp0, 3, group_size=2)
+    assert not can_reach(kv0, 1, mlp0, 3, group_size=2, parallel=True)
+    assert can_reach(kv0, 1, Component(0, "head", 1), 3, group_size=2, parallel=True)
+    assert can_reach(h0, 2, mlp1, 2, parallel=True)  # the next layer's MLP reads it
+    assert can_reach(mlp0, 1, mlp1, 4) and not can_reach(mlp0, 1, mlp1, 4, parallel=True)
+    assert can_reach(mlp0, 1, mlp2, 4, parallel=True)  # layer 1's attention moves it forward
+
+
+def test_parallel_model_graph_has_no_same_layer_head_to_mlp_edge():
+    from extractive_lens.models import tiny_model
+
+    model = tiny_model("gpt-j", n_layers=2, d_model=32, n_heads=4, d_mlp=64, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    delta = {
+        n: 0.05 * torch.randn(p.shape, generator=gen)
+        for n, p in named_parameters(model).items()
+        if ".h." in n
+    }
+    scores = extractive_scores(model, delta, ITEMS, OPTIONS, counterfactuals=2)
+    assert scores.informative.parallel_blocks and scores.canonical()["informative"].parallel_blocks
+    g = extractive_graph(scores, top_k=40)
+    nodes = {n.id: n for n in g.nodes}
+    pairs = [(nodes[a], nodes[b]) for a, b in g.edges]
+    assert pairs
+    assert not [
+        (a, b)
+        for a, b in pairs
+        if a.component.layer == b.component.layer
+        and a.component.kind == "head"
+        and b.component.kind == "mlp"
+    ]

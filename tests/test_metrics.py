@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from extractive_lens.data import Example, first_hop
+from extractive_lens.families import FAMILIES, REQUIRED
 from extractive_lens.metrics import (
     collapsed,
     encode,
@@ -15,6 +16,7 @@ from extractive_lens.metrics import (
     ranks,
     ranks_from_logits,
 )
+from extractive_lens.models import tiny_model
 
 
 def test_encode_marks_answer_tokens_only(tiny_llama):
@@ -86,3 +88,18 @@ def test_mean_rank_in_range_and_validates(tiny_llama):
         mean_rank(tiny_llama, [("X lives in", "Atlantis")], data.fact_options)
     with pytest.raises(ValueError, match="empty"):
         mean_rank(tiny_llama, [], data.fact_options)
+
+
+@pytest.mark.parametrize("family", sorted({*REQUIRED, "falcon", "stablelm-parallel"}))
+def test_batch_size_and_padding_never_change_logits_in_any_family(family):
+    """Right padding and batch size leave every option logit alone, whatever the architecture
+    (position ids, attention masks, ALiBi-free rotary or learned positions)."""
+    kv = 2 if FAMILIES[family].gqa else None
+    model = tiny_model(family, n_layers=2, d_model=32, n_heads=4, n_kv_heads=kv, d_mlp=64)
+    data = first_hop()
+    longer = Example("A much longer prompt: the people of Tom speak", data.implications[0].answer)
+    examples = [*data.implications[:3], longer]
+    opts = data.implication_options
+    one = option_logits(model, examples, opts, batch_size=1)
+    many = option_logits(model, examples, opts, batch_size=32)
+    torch.testing.assert_close(one, many, atol=2e-5, rtol=1e-5)

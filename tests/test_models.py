@@ -36,7 +36,7 @@ def test_tiny_model_shapes(tiny_llama, tiny_gpt2):
     assert tiny_llama.cfg.n_key_value_heads == 2
     assert model_identity(tiny_llama)["n_kv_heads"] == 2
     assert model_identity(tiny_gpt2)["architecture"] == "GPT2LMHeadModel"
-    with pytest.raises(ValueError, match="arch must be"):
+    with pytest.raises(ValueError, match="unknown family 'mamba'"):
         tiny_model("mamba")
     with pytest.raises(ValueError, match="no grouped-query"):
         tiny_model("gpt2", n_kv_heads=2)
@@ -181,3 +181,29 @@ def test_smollm2_reload_uses_the_cache(smollm2, monkeypatch):
 
 def test_shared_tokenizer_is_smollm2s():
     assert len(load_tokenizer()) == 49152
+
+
+def test_load_model_accepts_a_model_built_from_a_config():
+    """A model built from a config has no ``config.architectures``; the bridge needs it. It is
+    set from the model class (what save_pretrained would write) and nothing else changes."""
+    import transformers
+
+    from extractive_lens.models import load_tokenizer
+
+    tok = load_tokenizer()
+    config = transformers.OlmoConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+    )
+    hf = transformers.OlmoForCausalLM(config)
+    assert not hf.config.architectures
+    before = hf.config.to_dict()
+    bridge = load_model(hf_model=hf, tokenizer=tok)
+    assert bridge.cfg.architecture == "OlmoForCausalLM"
+    assert hf.config.architectures == ["OlmoForCausalLM"]
+    after = hf.config.to_dict()
+    changed = {k for k in after if before.get(k) != after[k]}
+    assert changed == {"architectures"}

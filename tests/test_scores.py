@@ -16,6 +16,8 @@ import contextlib
 
 import pytest
 import torch
+from _shared import perturbed
+from _shared import target as shared_target
 from conftest import assert_within_precision, working_eps
 
 from extractive_lens.components import Component, components, unowned_parameters
@@ -54,26 +56,7 @@ def random_delta(model, seed=0, scale=0.02, blocks_only=True, dtype=torch.float3
 
 def target(model, examples=EXAMPLES, options=OPTIONS):
     """R per example, computed directly from the logits."""
-    batch = encode(model.tokenizer, examples, with_answers=False)
-    ids = torch.tensor(first_token_ids(model.tokenizer, options))
-    with torch.no_grad():
-        return target_forward(model, batch, answer_index(examples, options), ids)
-
-
-@contextlib.contextmanager
-def perturbed(model, delta, alpha):
-    """theta + alpha * delta in the parameters' own dtype (WeightDelta applies in fp32)."""
-    params = named_parameters(model)
-    saved = {n: params[n].detach().clone() for n in delta}
-    with torch.no_grad():
-        for n, d in delta.items():
-            params[n].add_(alpha * d.to(params[n].dtype))
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for n, s in saved.items():
-                params[n].copy_(s)
+    return shared_target(model, examples, options)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,9 @@ def same_weights(model, before) -> bool:
 
 def block_linear_names(model) -> list[str]:
     return [
-        n for n, p in named_parameters(model).items() if layer_of(n) is not None and p.ndim == 2
+        n
+        for n, p in named_parameters(model).items()
+        if layer_of(n, model) is not None and p.ndim == 2
     ]
 
 
@@ -83,7 +85,7 @@ def test_trainable_layer(tiny_llama, data):
     delta = finetune(
         tiny_llama, data.facts[:8], lr=LR, epochs=1, trainable=[1], progress=False
     ).delta
-    assert delta.names and all(layer_of(n) == 1 for n in delta)
+    assert delta.names and all(layer_of(n, tiny_llama) == 1 for n in delta)
     assert all(t.abs().sum() > 0 for t in delta.values())
     assert delta.restrict(layers=[0]).norm() == 0
     assert "layers [1]" in delta.metadata["trainable"]

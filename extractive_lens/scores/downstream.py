@@ -27,7 +27,7 @@ from extractive_lens.scores.passes import ModelSpec, acc, input_hooks, stack_out
 
 def substitution_hooks(spec: ModelSpec) -> list[str]:
     """Hooks whose theta' values define every component's inputs z'."""
-    return [h for layer in range(spec.n_layers) for h in input_hooks(layer)]
+    return [h for layer in range(spec.n_layers) for h in input_hooks(spec, layer)]
 
 
 def downstream_batch(

@@ -240,6 +240,7 @@ def compute(
             canonical_template=template,
             tokenizer=tok,
             prepend_bos=prepend_bos,
+            parallel_blocks=spec.parallel,
         )
     return out
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import einops
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from extractive_lens.scores.passes import LinearMap, ModelSpec, acc
+from extractive_lens.scores.passes import ModelSpec, acc
+from extractive_lens.structure import LinearMap
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,8 @@ class Coverage:
 
     Attributes:
         covered_sq_norm: squared Frobenius norm of the delta on parameters some component owns.
-        uncovered_sq_norm: the same outside them (embeddings, attention norms, final norm,
-            attention output bias).
+        uncovered_sq_norm: the same outside them (embeddings, attention norms, q/k norms, final
+            norm, attention output bias; see ``unowned_parameters``).
         uncovered: parameter name -> squared norm of its (nonzero) uncovered change.
         uncovered_informative: <grad R, Delta> over the uncovered parameters, summed over
             examples (what the scores leave out to first order); None when nothing is uncovered.
@@ -106,6 +108,11 @@ def map_terms(
 ) -> Float[Tensor, "batch pos *head"]:
     """<d_t, DeltaW u_t (+ Delta b)> per position (and per head for head-split maps), in fp32."""
     u, d = acc(u), acc(d)
+    # Head-split maps' hooks are [b, p, head, d_head]; a bridge that keeps them flat gets split.
+    if m.split == "in" and u.ndim == 3:
+        u = einops.rearrange(u, "b p (h d) -> b p h d", h=m.n_split)
+    if m.split == "out" and d.ndim == 3:
+        d = einops.rearrange(d, "b p (h d) -> b p h d", h=m.n_split)
     if m.split == "in":  # W_O: heads own input columns; u is [b, p, head, d_head]
         if dw is None:
             return u.new_zeros(u.shape[:-1])

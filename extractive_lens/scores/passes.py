@@ -1,4 +1,4 @@
-"""Where each architecture's linear maps live in the bridge, and one hooked pass over a batch.
+"""Component outputs and inputs as hook points, and one hooked pass over a batch.
 
 A *pass* runs the model once on a right-padded batch, records the values of some hook points,
 optionally substitutes others, and (when asked) returns the gradient of the score target
@@ -6,7 +6,8 @@ optionally substitutes others, and (when asked) returns the gradient of the scor
 ``torch.autograd.grad`` with respect to the hooked activations only, so no parameter gradient is
 ever formed: a backward costs about one forward's worth of matrix products.
 
-Hook points used (verified against the weights in ``tests/test_scores_hooks.py``):
+Hook points used, all read off the bridge by :mod:`extractive_lens.structure` (verified against
+the weights for every tested family in ``tests/test_scores_hooks.py``):
 
 - ``blocks.L.attn.{q,k,v}.hook_in`` / ``hook_out``: input and (pre-rotary) output of W_Q, W_K, W_V,
   outputs shaped ``[batch, pos, head, d_head]``;
@@ -14,131 +15,28 @@ Hook points used (verified against the weights in ``tests/test_scores_hooks.py``
 - ``blocks.L.mlp.{gate,in,out}.hook_in`` / ``hook_out``: W_gate, W_in (up), W_out (down);
   ``mlp.out.hook_out`` is ``hook_mlp_out``, the MLP's output y;
 - ``blocks.L.ln2.hook_normalized`` / ``hook_out``: the MLP's norm before / after its weight;
+- ``blocks.L.ln2_post.hook_normalized`` / ``hook_out``: the MLP's post-norm (Gemma 2/3, OLMo 2);
 - ``blocks.L.ln1.hook_out`` (what every head reads) and ``blocks.L.ln2.hook_in`` (what the MLP's
-  norm reads; substituting it leaves the residual stream alone).
+  norm reads; substituting it leaves the residual stream alone); without those norms (OLMo 2; the
+  MLP of Phi / GPT-J) the maps' own ``hook_in``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.components import check_supported
 from extractive_lens.metrics import Batch, last_prompt_logits, model_device
+from extractive_lens.structure import ModelStructure, model_structure
 
-Owner = Literal["heads", "kv_heads", "mlp"]
-Split = Literal["out", "in", "none", "diag"]
-
-
-@dataclass(frozen=True)
-class LinearMap:
-    """One linear map ``u -> W u (+ b)`` inside a component, as the bridge exposes it.
-
-    Attributes:
-        role: ``q``, ``k``, ``v``, ``o``, ``gate``, ``up``, ``down`` or ``norm``.
-        weight: the weight's ``named_parameters`` name.
-        bias: the bias's name when the component owns one, else None.
-        transposed: True when stored ``[in, out]`` (GPT-2's Conv1D), False for ``nn.Linear``.
-        u_hook: hook holding the map's input u.
-        d_hook: hook whose gradient is the loss gradient at the map's output.
-        split: how heads share the map: by output rows (``out``: q/k/v), by input columns
-            (``in``: o), not at all (``none``: MLP weights) or elementwise (``diag``: norms).
-        owner: which score tensor its terms land in.
-    """
-
-    role: str
-    weight: str
-    bias: str | None
-    transposed: bool
-    u_hook: str
-    d_hook: str
-    split: Split
-    owner: Owner
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Shapes and per-layer linear maps of a supported model."""
-
-    arch: str
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    d_head: int
-    maps: tuple[tuple[LinearMap, ...], ...]
-
-    @property
-    def gqa(self) -> bool:
-        return self.n_kv_heads != self.n_heads
-
-
-# (role, weight under the layer prefix, bias or None, stored [in, out]?, hook base, split, owner)
-_GPT2 = (
-    *((r, f"attn.{r}.weight", f"attn.{r}.bias", False, f"attn.{r}", "out", "heads") for r in "qkv"),
-    ("o", "attn.o.weight", None, True, "attn.o", "in", "heads"),
-    ("norm", "ln_2.weight", "ln_2.bias", False, "ln2", "diag", "mlp"),
-    ("up", "mlp.c_fc.weight", "mlp.c_fc.bias", True, "mlp.in", "none", "mlp"),
-    ("down", "mlp.c_proj.weight", "mlp.c_proj.bias", True, "mlp.out", "none", "mlp"),
-)
-_LLAMA = (
-    *(
-        (
-            r,
-            f"self_attn.{r}_proj.weight",
-            f"self_attn.{r}_proj.bias",
-            False,
-            f"attn.{r}",
-            "out",
-            "heads" if r == "q" else "kv",
-        )
-        for r in "qkv"
-    ),
-    ("o", "self_attn.o_proj.weight", None, False, "attn.o", "in", "heads"),
-    ("norm", "post_attention_layernorm.weight", None, False, "ln2", "diag", "mlp"),
-    ("gate", "mlp.gate_proj.weight", "mlp.gate_proj.bias", False, "mlp.gate", "none", "mlp"),
-    ("up", "mlp.up_proj.weight", "mlp.up_proj.bias", False, "mlp.in", "none", "mlp"),
-    ("down", "mlp.down_proj.weight", "mlp.down_proj.bias", False, "mlp.out", "none", "mlp"),
-)
-
-
-def model_spec(model: TransformerBridge) -> ModelSpec:
-    """The linear maps of every layer of ``model`` (Llama or GPT-2 layouts).
-
-    A map's input is at ``<hook base>.hook_in`` and its output at ``<hook base>.hook_out``, except
-    for the MLP's norm, whose "input" is the normalised residual (``ln2.hook_normalized``).
-    """
-    check_supported(model)
-    cfg = model.cfg
-    arch = str(cfg.architecture)
-    n_heads = int(cfg.n_heads)
-    n_kv = int(getattr(cfg, "n_key_value_heads", None) or n_heads)
-    gpt2 = arch == "GPT2LMHeadModel"
-    table, prefix = (_GPT2, "transformer.h") if gpt2 else (_LLAMA, "model.layers")
-    maps = []
-    for layer in range(int(cfg.n_layers)):
-        p, b = f"{prefix}.{layer}.", f"blocks.{layer}."
-        maps.append(
-            tuple(
-                LinearMap(
-                    role=role,
-                    weight=p + weight,
-                    bias=p + bias if bias else None,
-                    transposed=transposed,
-                    u_hook=b + base + (".hook_normalized" if role == "norm" else ".hook_in"),
-                    d_hook=b + base + ".hook_out",
-                    split=split,
-                    owner=("kv_heads" if n_kv != n_heads else "heads") if owner == "kv" else owner,
-                )
-                for role, weight, bias, transposed, base, split, owner in table
-            )
-        )
-    return ModelSpec(arch, int(cfg.n_layers), n_heads, n_kv, int(cfg.d_head), tuple(maps))
+# Linear maps, hooks and ownership are read off the bridge: see extractive_lens.structure.
+ModelSpec = ModelStructure
+model_spec = model_structure
 
 
 # --------------------------------------------------------------------------- component outputs
@@ -150,16 +48,17 @@ def output_hooks(spec: ModelSpec, layer: int) -> dict[str, tuple[str, ...]]:
     Heads: ``hook_z``; MLP: ``hook_mlp_out``; K/V heads (grouped-query attention only): the K and
     V projections' outputs, concatenated per K/V head.
     """
-    b = f"blocks.{layer}."
-    out = {"heads": (f"{b}attn.o.hook_in",), "mlp": (f"{b}mlp.out.hook_out",)}
+    role = {m.role: m for m in spec.maps[layer]}
+    out = {"heads": (role["o"].u_hook,), "mlp": (role["down"].d_hook,)}
     if spec.gqa:
-        out["kv_heads"] = (f"{b}attn.k.hook_out", f"{b}attn.v.hook_out")
+        out["kv_heads"] = (role["k"].d_hook, role["v"].d_hook)
     return out
 
 
-def input_hooks(layer: int) -> tuple[str, str]:
-    """What the layer's components read: the heads' normalised input, the MLP's norm input."""
-    return f"blocks.{layer}.ln1.hook_out", f"blocks.{layer}.ln2.hook_in"
+def input_hooks(spec: ModelSpec, layer: int) -> tuple[str, ...]:
+    """What the layer's components read: the heads' input (after the shared attention norm) and
+    the MLP's (before the norm it owns); see ``ModelStructure.head_inputs``."""
+    return tuple(dict.fromkeys(spec.head_inputs[layer] + spec.mlp_inputs[layer]))
 
 
 def stack_outputs(
@@ -266,7 +165,7 @@ def run_pass(
     def make_hook(name: str):  # noqa: ANN202
         def hook(x: Tensor, hook) -> Tensor | None:  # noqa: ANN001 (TransformerLens HookPoint)
             if name in substitute:
-                x = substitute[name].to(device=x.device, dtype=x.dtype)
+                x = substitute[name].to(device=x.device, dtype=x.dtype).reshape(x.shape)
             if name in value_set:
                 kept[name] = x.detach()
             if name in live_names:
@@ -299,4 +198,12 @@ def run_pass(
             torch.zeros_like(x) if g is None else g
             for g, x in zip(got[len(grad_set) :], extra_grad_inputs, strict=True)
         )
+    b, p = batch.input_ids.shape
+    kept = {n: _tokens_first(v, b, p) for n, v in kept.items()}
+    grad_out = {n: _tokens_first(g, b, p) for n, g in grad_out.items()}
     return PassResult(kept, grad_out, target.detach()), extra
+
+
+def _tokens_first(x: Tensor, b: int, p: int) -> Tensor:
+    """``[batch * pos, d]`` -> ``[batch, pos, d]``: some MLPs (OPT) flatten the tokens."""
+    return x.view(b, p, -1) if x.ndim == 2 and x.shape[0] == b * p else x

@@ -57,6 +57,7 @@ class ComponentScores:
         counterfactuals: for upstream scores, the ``[example, K]`` counterfactual items used
             (None: zero counterfactual activation).
         canonical_template: optional prompt whose tokens label the canonical positions.
+        parallel_blocks: the model's attention and MLP read the same residual (graph edges).
     """
 
     role: str
@@ -72,6 +73,7 @@ class ComponentScores:
     canonical_template: str | None = None
     tokenizer: Any = field(default=None, repr=False, compare=False)
     prepend_bos: bool | None = None
+    parallel_blocks: bool = False
 
     # ------------------------------------------------------------------ access
 
@@ -150,7 +152,14 @@ class ComponentScores:
             out[key] = acc / n
         group = self.alignment.groups[0]
         return CanonicalScores(
-            self.role, out["mlp"], out["heads"], out["kv_heads"], labels, n, group.template
+            self.role,
+            out["mlp"],
+            out["heads"],
+            out["kv_heads"],
+            labels,
+            n,
+            group.template,
+            self.parallel_blocks,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +189,7 @@ class CanonicalScores:
         labels: the canonical positions' token strings (entity slots as placeholders).
         n_items: how many items were averaged.
         template: the items' template, if known.
+        parallel_blocks: the model's attention and MLP read the same residual (graph edges).
     """
 
     role: str
@@ -189,6 +199,7 @@ class CanonicalScores:
     labels: tuple[str, ...]
     n_items: int
     template: str | None = None
+    parallel_blocks: bool = False
 
     def _tensors(self) -> dict[str, Tensor | None]:
         return {"mlp": self.mlp, "heads": self.heads, "kv_heads": self.kv_heads}
