@@ -255,7 +255,7 @@ def test_float64_deltas_stay_float64_through_derivations_apply_and_files(tmp_pat
         delta * 2,
         -delta,
         delta + delta,
-        delta.restrict(layers=[0]),
+        delta.restrict(layers=[0], model=model),
         delta.restrict(components=components(model), model=model),
         WeightDelta.load(delta.save(tmp_path / "d.safetensors")),
     ):
