@@ -87,22 +87,87 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
     @classmethod
     def between(
         cls,
-        before: Mapping[str, Tensor],
-        model: TransformerBridge,
+        before: Mapping[str, Tensor] | TransformerBridge | str | os.PathLike,
+        after: TransformerBridge | str | os.PathLike,
         *,
         metadata: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
+        names: Iterable[str] | None = None,
+        skip_unchanged: bool | None = None,
     ) -> WeightDelta:
-        """The change of ``model``'s weights since ``before`` (e.g. a ``snapshot``), in fp32."""
+        """``after - before`` in fp32, keyed on the model's parameter names.
+
+        - ``between(snapshot(model), model)``: what in-place training changed (all names of the
+          snapshot are kept).
+        - ``between(model, finetuned)``: a finetuned model of the same architecture.
+        - ``between(model, "finetuned_dir")``: a ``save_pretrained`` checkpoint (safetensors,
+          sharded or not), read tensor by tensor, never loaded as a second model.
+        - ``between("base_dir", model)``: the model minus a checkpoint of its base.
+
+        Args:
+            names: parameters to compare (default: all of the model's).
+            skip_unchanged: leave out tensors that did not change (default: True except for the
+                snapshot form), so a delta of a block-linear finetune holds only those weights.
+            device: where the delta's tensors live.
+        """
+        from extractive_lens.checkpoints import checkpoint_minus
+
+        model = after if isinstance(after, TransformerBridge) else before
+        if not isinstance(model, TransformerBridge):
+            raise TypeError(
+                "between: one side must be a loaded model (TransformerBridge); got "
+                f"{type(before).__name__} and {type(after).__name__}"
+            )
+        identity = model_identity(model)
         params = named_parameters(model)
+        if isinstance(after, str | os.PathLike) or isinstance(before, str | os.PathLike):
+            path = after if isinstance(after, str | os.PathLike) else before
+            sign = 1.0 if path is after else -1.0
+            skip = True if skip_unchanged is None else skip_unchanged
+            tensors = checkpoint_minus(
+                params, path, names=names, sign=sign, skip_unchanged=skip, device=device
+            )
+            return cls(tensors, identity=identity, metadata=metadata)
+        if isinstance(before, TransformerBridge):
+            skip = True if skip_unchanged is None else skip_unchanged
+            old = named_parameters(before)
+            identity = model_identity(before)
+            before = {n: old[n] for n in (old if names is None else names) if n in old}
+        else:
+            skip = bool(skip_unchanged)
+            before = {n: before[n] for n in (before if names is None else names)}
         missing = [n for n in before if n not in params]
         if missing:
             raise ValueError(f"between: the model has no parameters named {missing[:5]}")
-        tensors = {
-            n: (params[n].detach().float() - b.to(params[n].device).float()).to(device)
-            for n, b in before.items()
-        }
-        return cls(tensors, identity=model_identity(model), metadata=metadata)
+        tensors = {}
+        for n, b in before.items():
+            diff = params[n].detach().float() - b.detach().to(params[n].device).float()
+            if not (skip and not diff.any()):
+                tensors[n] = diff.to(device)
+        return cls(tensors, identity=identity, metadata=metadata)
+
+    @classmethod
+    def from_peft(
+        cls,
+        model: TransformerBridge,
+        adapter_dir: str | os.PathLike,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> WeightDelta:
+        """The weight change a PEFT LoRA adapter makes to ``model`` when merged: per target
+        module ``scale * B @ A`` (``scale = lora_alpha / r``, or ``/ sqrt(r)`` with rslora;
+        transposed for ``fan_in_fan_out``), read from ``adapter_config.json`` and
+        ``adapter_model.safetensors`` without importing peft. DoRA, LoRA biases and
+        ``modules_to_save`` are refused (they are not a sum of low-rank products)."""
+        from extractive_lens.checkpoints import lora_deltas, read_adapter_config
+
+        tensors = lora_deltas(named_parameters(model), adapter_dir)
+        config = read_adapter_config(adapter_dir)
+        info = {k: config.get(k) for k in ("base_model_name_or_path", "r", "lora_alpha")}
+        meta = {"source": "peft", "adapter": str(adapter_dir), **info, **(metadata or {})}
+        delta = cls(tensors, identity=model_identity(model), metadata=meta)
+        delta.check_compatible(model)
+        return delta
 
     @classmethod
     def zeros_like(
