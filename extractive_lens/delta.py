@@ -22,6 +22,7 @@ tensor shapes, the library versions and free-form user metadata.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import json
 import math
@@ -304,20 +305,30 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
                 + "; ".join(bad[:5])
             )
 
-    def apply(self, model: TransformerBridge, scale: float = 1.0) -> Callable[[], None]:
+    def apply(
+        self, model: TransformerBridge, scale: float = 1.0, *, keep: str = "memory"
+    ) -> Callable[[], None]:
         """Add ``scale * delta`` to the weights in place; return a function restoring them exactly.
 
-        The sum is computed in fp32 and cast to the parameter's dtype and device.
+        The sum is computed in fp32 one parameter at a time and cast to the parameter's dtype and
+        device. The original values are kept, in the parameter's own dtype (never an fp32 copy),
+        for a bit-exact restore (subtracting the delta again would not be exact): ``keep`` says
+        where: ``"memory"`` beside the parameter, ``"cpu"`` in host memory (a model on a GPU
+        keeps no second copy there), or ``"disk"`` in a temporary file read back one tensor at a
+        time (peak memory then holds no copy at all; costs a write and a read of those weights).
         """
         self.check_compatible(model)
         params = named_parameters(model)
-        saved = {n: params[n].detach().clone() for n in self._tensors}
-
-        def restore() -> None:
-            with torch.no_grad():
-                for n, original in saved.items():
-                    params[n].copy_(original)
-
+        offloaded = [n for n in self._tensors if params[n].is_meta]
+        if offloaded:
+            raise ValueError(
+                f"cannot apply a delta to weights offloaded to disk by device_map ({offloaded[:3]}"
+                f", {len(offloaded)} in all): give load_model more max_memory for the GPU/CPU"
+            )
+        saved = _Originals(keep)
+        for n in self._tensors:
+            saved.put(n, params[n])
+        restore = functools.partial(saved.restore, params)
         try:
             with torch.no_grad():
                 for n, d in self._tensors.items():
@@ -329,10 +340,13 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         return restore
 
     @contextlib.contextmanager
-    def applied(self, model: TransformerBridge, scale: float = 1.0) -> Iterator[TransformerBridge]:
+    def applied(
+        self, model: TransformerBridge, scale: float = 1.0, *, keep: str = "memory"
+    ) -> Iterator[TransformerBridge]:
         """Context manager: the model with ``scale * delta`` added; restored bit-exactly on exit
-        (also on exceptions), from saved copies of the original values, never by subtraction."""
-        restore = self.apply(model, scale)
+        (also on exceptions), from saved copies of the original values, never by subtraction
+        (``keep``: where those copies wait, see ``apply``)."""
+        restore = self.apply(model, scale, keep=keep)
         try:
             yield model
         finally:
@@ -393,3 +407,41 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         if model is not None:
             delta.check_compatible(model)
         return delta
+
+
+class _Originals:
+    """Original parameter values kept for a bit-exact restore, in their own dtype."""
+
+    def __init__(self, keep: str) -> None:
+        if keep not in ("memory", "cpu", "disk"):
+            raise ValueError(f"keep must be 'memory', 'cpu' or 'disk', got {keep!r}")
+        self.keep = keep
+        self.copies: dict[str, Tensor] = {}
+        # open until restore() (closed there); deleted by the OS when closed
+        self.file = tempfile.TemporaryFile() if keep == "disk" else None  # noqa: SIM115
+        self.spans: dict[str, tuple[int, int]] = {}
+
+    def put(self, name: str, p: Tensor) -> None:
+        if self.file is None:
+            device = "cpu" if self.keep == "cpu" else p.device
+            self.copies[name] = p.detach().to(device, copy=True)
+            return
+        data = p.detach().cpu().contiguous().view(torch.uint8).reshape(-1).numpy()
+        start = self.file.tell()
+        data.tofile(self.file)
+        self.spans[name] = (start, data.nbytes)
+
+    def restore(self, params: Mapping[str, Tensor]) -> None:
+        with torch.no_grad():
+            for n, original in self.copies.items():
+                params[n].copy_(original)
+            if self.file is None:
+                return
+            for n, (start, size) in self.spans.items():
+                self.file.seek(start)
+                raw = torch.frombuffer(bytearray(self.file.read(size)), dtype=torch.uint8)
+                p = params[n]
+                p.copy_(raw.view(p.dtype).reshape(p.shape))
+            self.file.close()
+            self.file = None
+            self.spans = {}
