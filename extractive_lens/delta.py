@@ -352,6 +352,18 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         finally:
             restore()
 
+    def hooked(
+        self, model: TransformerBridge, scale: float = 1.0
+    ) -> contextlib.AbstractContextManager[TransformerBridge]:
+        """Context manager: the model computes theta + ``scale * delta`` without any linear
+        weight being written or copied (forward hooks add ``Delta W u``; see
+        ``extractive_lens.delta_hooks``). Equal to ``applied`` up to fp32 rounding; for passes
+        that read theta' (scores), not for training."""
+        from extractive_lens.delta_hooks import hooked
+
+        self.check_compatible(model)
+        return hooked(model, self._tensors, scale)
+
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

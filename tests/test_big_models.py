@@ -134,3 +134,37 @@ def test_apply_keeps_originals_in_their_own_dtype_and_restores_bit_exactly(twins
         assert all(torch.equal(before[n], p) for n, p in named_parameters(model).items())
     with pytest.raises(ValueError, match="keep must be"):
         delta.apply(twins[0], keep="gpu")
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_hooked_delta_equals_applied_without_writing_linear_weights(arch):
+    model = tiny_model(arch, n_layers=2, seed=4)
+    before = snapshot(model)
+    gen = torch.Generator().manual_seed(1)
+    # every parameter: linear weights and biases (hooked), norms and embeddings (in place)
+    delta = WeightDelta({n: 1e-2 * torch.randn(t.shape, generator=gen) for n, t in before.items()})
+    tokens = model.to_tokens([PROMPT, "Paris is the capital of"])
+    with torch.no_grad():
+        theta_logits = model(tokens)
+
+    def logits_and_grad():
+        model.zero_grad()
+        final_norm = [p for n, p in named_parameters(model).items() if n.endswith("f.weight")]
+        norm = final_norm[0] if final_norm else named_parameters(model)["model.norm.weight"]
+        norm.requires_grad_(True)
+        out = model(tokens)
+        (grad,) = torch.autograd.grad(out[:, -1].logsumexp(-1).sum(), norm)
+        return out.detach(), grad
+
+    with delta.applied(model):
+        expected, expected_grad = logits_and_grad()
+    with delta.hooked(model, scale=1.0):
+        linear = [n for n, p in named_parameters(model).items() if ".layers." in n or ".h." in n]
+        linear = [n for n in linear if named_parameters(model)[n].ndim == 2]
+        assert all(torch.equal(named_parameters(model)[n], before[n]) for n in linear)
+        got, got_grad = logits_and_grad()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(before[n], p) for n, p in named_parameters(model).items())
+    with torch.no_grad():  # the hooks are gone: theta again, bit for bit
+        assert torch.equal(model(tokens), theta_logits)
