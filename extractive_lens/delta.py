@@ -325,7 +325,9 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
                 f"cannot apply a delta to weights offloaded to disk by device_map ({offloaded[:3]}"
                 f", {len(offloaded)} in all): give load_model more max_memory for the GPU/CPU"
             )
-        saved = _Originals(keep)
+        from extractive_lens.delta_apply import Originals
+
+        saved = Originals(keep)
         for n in self._tensors:
             saved.put(n, params[n])
         restore = functools.partial(saved.restore, params)
@@ -357,9 +359,9 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
     ) -> contextlib.AbstractContextManager[TransformerBridge]:
         """Context manager: the model computes theta + ``scale * delta`` without any linear
         weight being written or copied (forward hooks add ``Delta W u``; see
-        ``extractive_lens.delta_hooks``). Equal to ``applied`` up to fp32 rounding; for passes
+        ``extractive_lens.delta_apply``). Equal to ``applied`` up to fp32 rounding; for passes
         that read theta' (scores), not for training."""
-        from extractive_lens.delta_hooks import hooked
+        from extractive_lens.delta_apply import hooked
 
         self.check_compatible(model)
         return hooked(model, self._tensors, scale)
@@ -419,41 +421,3 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         if model is not None:
             delta.check_compatible(model)
         return delta
-
-
-class _Originals:
-    """Original parameter values kept for a bit-exact restore, in their own dtype."""
-
-    def __init__(self, keep: str) -> None:
-        if keep not in ("memory", "cpu", "disk"):
-            raise ValueError(f"keep must be 'memory', 'cpu' or 'disk', got {keep!r}")
-        self.keep = keep
-        self.copies: dict[str, Tensor] = {}
-        # open until restore() (closed there); deleted by the OS when closed
-        self.file = tempfile.TemporaryFile() if keep == "disk" else None  # noqa: SIM115
-        self.spans: dict[str, tuple[int, int]] = {}
-
-    def put(self, name: str, p: Tensor) -> None:
-        if self.file is None:
-            device = "cpu" if self.keep == "cpu" else p.device
-            self.copies[name] = p.detach().to(device, copy=True)
-            return
-        data = p.detach().cpu().contiguous().view(torch.uint8).reshape(-1).numpy()
-        start = self.file.tell()
-        data.tofile(self.file)
-        self.spans[name] = (start, data.nbytes)
-
-    def restore(self, params: Mapping[str, Tensor]) -> None:
-        with torch.no_grad():
-            for n, original in self.copies.items():
-                params[n].copy_(original)
-            if self.file is None:
-                return
-            for n, (start, size) in self.spans.items():
-                self.file.seek(start)
-                raw = torch.frombuffer(bytearray(self.file.read(size)), dtype=torch.uint8)
-                p = params[n]
-                p.copy_(raw.view(p.dtype).reshape(p.shape))
-            self.file.close()
-            self.file = None
-            self.spans = {}

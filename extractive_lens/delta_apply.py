@@ -1,4 +1,10 @@
-"""theta + delta without touching (or copying) the linear weights: forward hooks add ``Delta W u``.
+"""Applying a delta without doubling the memory of the weights it touches.
+
+``Originals``: where ``WeightDelta.apply`` keeps the original values for its bit-exact restore, in
+the parameter's own dtype: beside it, in host memory, or in a temporary file.
+
+``hooked``: theta + delta without touching (or copying) the linear weights: forward hooks add
+``Delta W u``.
 
 ``WeightDelta.applied`` writes theta' into the weights and must keep the originals for a bit-exact
 restore: for a delta on every block linear weight that is a second copy of most of the model. For
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import tempfile
 from collections.abc import Iterator, Mapping
 
 import torch
@@ -93,3 +100,41 @@ def hooked(
     finally:
         for handle in handles:
             handle.remove()
+
+
+class Originals:
+    """Original parameter values kept for a bit-exact restore, in their own dtype."""
+
+    def __init__(self, keep: str) -> None:
+        if keep not in ("memory", "cpu", "disk"):
+            raise ValueError(f"keep must be 'memory', 'cpu' or 'disk', got {keep!r}")
+        self.keep = keep
+        self.copies: dict[str, Tensor] = {}
+        # open until restore() (closed there); deleted by the OS when closed
+        self.file = tempfile.TemporaryFile() if keep == "disk" else None  # noqa: SIM115
+        self.spans: dict[str, tuple[int, int]] = {}
+
+    def put(self, name: str, p: Tensor) -> None:
+        if self.file is None:
+            device = "cpu" if self.keep == "cpu" else p.device
+            self.copies[name] = p.detach().to(device, copy=True)
+            return
+        data = p.detach().cpu().contiguous().view(torch.uint8).reshape(-1).numpy()
+        start = self.file.tell()
+        data.tofile(self.file)
+        self.spans[name] = (start, data.nbytes)
+
+    def restore(self, params: Mapping[str, Tensor]) -> None:
+        with torch.no_grad():
+            for n, original in self.copies.items():
+                params[n].copy_(original)
+            if self.file is None:
+                return
+            for n, (start, size) in self.spans.items():
+                self.file.seek(start)
+                raw = torch.frombuffer(bytearray(self.file.read(size)), dtype=torch.uint8)
+                p = params[n]
+                p.copy_(raw.view(p.dtype).reshape(p.shape))
+            self.file.close()
+            self.file = None
+            self.spans = {}
