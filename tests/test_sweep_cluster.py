@@ -241,3 +241,43 @@ def test_cli_executor_errors_come_before_any_work(tmp_path, monkeypatch, capsys)
     assert run_command(parser.parse_args([*base, "--executor", "local", "--workers", "0"])) == 2
     assert "--workers" in capsys.readouterr().err
     assert not (tmp_path / "o" / "runs").exists()
+
+
+class DeadJob:
+    """A submitit job whose array task died (out of memory, node failure) after its first config."""
+
+    def __init__(self, job_id, shard, task):
+        self.job_id, self.shard, self.task = job_id, shard, task
+
+    def done(self):
+        return True
+
+    def result(self):
+        self.task(self.shard[0])  # finished and recorded before the task died
+        raise RuntimeError("Job 7_0 (task: 0) failed: OUT_OF_MEMORY")
+
+
+class DyingExecutor:
+    def update_parameters(self, **kwargs):
+        pass
+
+    def map_array(self, fn, shards):
+        return [DeadJob(f"7_{i}", shard, fn.task) for i, shard in enumerate(shards)]
+
+
+def test_a_dead_array_task_reports_its_unfinished_configurations(tmp_path, monkeypatch):
+    from extractive_lens.experiments import cluster
+
+    monkeypatch.setitem(cluster._MODELS, "fake|None|None", FakeModel())  # "loaded" by name
+    calls = []
+    grid = {"lr": [1.0, 2.0, 3.0, 4.0]}
+    result = sweep(
+        fake(calls), grid, model="fake", out_dir=tmp_path, executor=DyingExecutor(), workers=2
+    )
+    assert sorted(calls) == [1.0, 2.0]  # the first configuration of each of the 2 shards
+    statuses = {r["config"]["lr"]: r["status"] for r in result.records}
+    assert statuses == {1.0: "ok", 2.0: "ok", 3.0: "error", 4.0: "error"}
+    assert all(
+        "OUT_OF_MEMORY" in r["error"] and "array task 7_" in r["error"] for r in result.errors
+    )
+    assert len(list((tmp_path / "errors").glob("*.json"))) == 2
