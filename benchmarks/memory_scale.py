@@ -126,8 +126,13 @@ def build(shape: str, layers: int, dtype: torch.dtype, device: str, seed: int = 
         **spec, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
     )
     torch.manual_seed(seed)
-    with torch.device(device):
-        hf = model_cls(config).to(dtype)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in its dtype: a 7B model never exists in fp32
+    try:
+        with torch.device(device):
+            hf = model_cls(config)
+    finally:
+        torch.set_default_dtype(default)
     hf.config._name_or_path = f"random-{shape}-L{layers}"
     return load_model(hf_model=hf, tokenizer=tokenizer, device=device, dtype=dtype)
 
@@ -193,7 +198,7 @@ def run_one(args, shape: str, dtype: torch.dtype, layers: int, growth: bool) -> 
             row["prompt_tokens"] = sum(long_tokens) / len(long_tokens)
         row.update(scores_s_per_item=t_scores / len(chosen), scores_peak_mib=m_scores)
         row["scores_tokens_per_s"] = row["prompt_tokens"] * len(chosen) / t_scores
-        if name == "base":
+        if name == "base" and not args.no_step:
             t_step, m_step = measure(step, device)
             row.update(step_s_per_item=t_step / args.batch, step_peak_mib=m_step)
             row["step_tokens_per_s"] = row["prompt_tokens"] * args.batch / t_step
@@ -208,6 +213,7 @@ def extrapolate(rows: list[dict]) -> list[dict]:
     """Per (shape, dtype): fit fixed + per_layer x layers on the two base depths, at real depth."""
     out = []
     keys = ("scores_s_per_item", "scores_peak_mib", "step_s_per_item", "step_peak_mib")
+    keys = [k for k in keys if all(k in r for r in rows if r["variant"] == "base")]
     for shape in SHAPES:
         for dtype in ("float32", "bfloat16"):
             base = sorted(
@@ -257,6 +263,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-step",
+        action="store_true",
+        help="skip the finetuning step (Adam's fp32 state of a 7B model's block linears is ~80 GB)",
+    )
     args = parser.parse_args()
     if args.device == "cpu" and os.environ.get("MALLOC_MMAP_THRESHOLD_") != "131072":
         import sys
