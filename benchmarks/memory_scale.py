@@ -3,10 +3,15 @@
 Random-initialised models of real shapes (configs written by hand below, no hub), wrapped by the
 bridge like any model, in fp32 and bf16:
 
-    smollm2-135m  Llama, 30 layers, d_model 576, 9 heads / 3 KV heads, vocab 49152
-    qwen2.5-0.5b  Qwen2, 24 layers, d_model 896, 14 heads / 2 KV heads, vocab 151936
-    llama-3.2-1b  Llama, 16 layers, d_model 2048, 32 heads / 8 KV heads, vocab 128256
-    olmo2-7b      OLMo-2, 32 layers, d_model 4096, 32 heads, vocab 100352 (GPU only, below)
+    smollm2-135m  30 layers, d_model 576, d_mlp 1536, 9 heads / 3 KV heads, vocab 49152
+    qwen2.5-0.5b  24 layers, d_model 896, d_mlp 4864, 14 heads / 2 KV heads, vocab 151936
+    llama-3.2-1b  16 layers, d_model 2048, d_mlp 8192, 32 heads / 8 KV heads, vocab 128256
+    olmo2-7b      32 layers, d_model 4096, d_mlp 11008, 32 heads, vocab 100352 (GPU, below)
+
+All are built as Llama-architecture models with those dimensions: ``components.py`` maps Llama
+and GPT-2 layouts only, so Qwen2's q/k/v biases (0.1% of its parameters) and OLMo-2's q/k norms
+and post-norms (norm scales, a few thousand parameters per layer) are left out; the memory and
+time of the linear maps, attention and unembedding, which dominate, are the real models'.
 
 For each shape and dtype it measures, on ``--layers A B`` of the real depth (default: a few layers,
 so that CPU runs stay short), the extractive scores (``extractive_scores``: informative, downstream
@@ -72,7 +77,7 @@ SHAPES: dict[str, dict[str, Any]] = {
         rope_theta=100000.0,
     ),
     "qwen2.5-0.5b": dict(
-        arch="qwen2",
+        arch="llama",
         hidden_size=896,
         intermediate_size=4864,
         num_hidden_layers=24,
@@ -94,7 +99,7 @@ SHAPES: dict[str, dict[str, Any]] = {
         rope_theta=500000.0,
     ),
     "olmo2-7b": dict(
-        arch="olmo2",
+        arch="llama",
         hidden_size=4096,
         intermediate_size=11008,
         num_hidden_layers=32,
@@ -115,11 +120,9 @@ def build(shape: str, layers: int, dtype: torch.dtype, device: str, seed: int = 
 
     spec = dict(SHAPES[shape])
     arch = spec.pop("arch")
-    config_cls, model_cls = {
-        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
-        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
-        "olmo2": (transformers.Olmo2Config, transformers.Olmo2ForCausalLM),
-    }[arch]
+    config_cls, model_cls = {"llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM)}[
+        arch
+    ]
     tokenizer = load_tokenizer()  # SmolLM2's; its ids fit every vocabulary above
     spec.update(num_hidden_layers=layers, max_position_embeddings=512)
     config = config_cls(

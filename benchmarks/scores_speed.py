@@ -18,7 +18,10 @@ It checks that (a) and (b) agree, prints a table and, as its last line,
 
 The delta is random (about 1e-3 of each block weight's scale): speed does not depend on its
 values. Peak memory is the peak CUDA allocation while a method runs, or on CPU the largest
-resident-set growth while it runs once in a fresh process (the reference on one pair).
+resident-set growth while it runs once in a fresh process (the reference on one pair), run with
+glibc's ``MALLOC_MMAP_THRESHOLD_=131072`` so that every block above 128 KiB is its own mapping:
+otherwise memory freed while loading the model is reused by the measured call at random (the
+floor then read anywhere from 576 to 799 MiB on SmolLM2; with it, 436-437 MiB).
 ``--reference-items N`` times (b) on the first N items only and scales its time to all items
 (each pair costs the same), for the real model on a slow machine.
 
@@ -149,6 +152,7 @@ def probe(method: str) -> float:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},  # see the module doc
     ).stdout
     return float(out.strip().splitlines()[-1].split("=")[1])
 
