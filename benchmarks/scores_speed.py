@@ -19,9 +19,21 @@ It checks that (a) and (b) agree, prints a table and, as its last line,
 
 The delta is random (about 1e-3 of each block weight's scale): speed does not depend on its
 values. Peak memory is the peak CUDA allocation while a method runs, or on CPU the largest
-resident-set growth while it runs once in a fresh process (the reference on one pair).
+resident-set growth while it runs once in a fresh process (the reference on one pair), run with
+glibc's ``MALLOC_MMAP_THRESHOLD_=131072`` so that every block above 128 KiB is its own mapping:
+otherwise memory freed while loading the model is reused by the measured call at random (the
+floor then read anywhere from 576 to 799 MiB on SmolLM2; with it, 436-437 MiB).
 ``--reference-items N`` times (b) on the first N items only and scales its time to all items
 (each pair costs the same), for the real model on a slow machine.
+
+``--memory-only`` skips the timing and the reference: it probes the peak memory of (a) and of the
+floor (one batch of ``--batch-size`` items) in fresh processes, for ``--items`` and, with
+``--growth G``, for G times as many items at the same batch size (the split's items repeated:
+counterfactuals are drawn across batches). Table on stdout, JSON in
+``benchmarks/results/scores_memory.json``:
+
+    flock /tmp/heavy.lock python benchmarks/scores_speed.py --model smollm2-135m \
+        --memory-only --items 20 --growth 4 --batch-size 20
 """
 
 from __future__ import annotations
@@ -142,6 +154,7 @@ def probe(method: str) -> float:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},  # see the module doc
     ).stdout
     return float(out.strip().splitlines()[-1].split("=")[1])
 
@@ -171,6 +184,52 @@ def max_difference(ours, ref) -> tuple[float, float]:
     return err, scale
 
 
+def memory_table(args, model, device) -> None:
+    """Peak memory of (a) at ``items`` and ``growth x items`` and of the floor (fresh processes)."""
+    import sys
+
+    def with_items(n: int) -> None:
+        sys.argv = [a for a in sys.argv if a != "--memory-only"]
+        i = sys.argv.index("--items") if "--items" in sys.argv else None
+        if i is None:
+            sys.argv += ["--items", str(n)]
+        else:
+            sys.argv[i + 1] = str(n)
+
+    sizes = [args.items] + ([args.items * args.growth] if args.growth > 1 else [])
+    rows = []
+    with_items(args.items)
+    floor_mib = probe("floor")
+    for n in sizes:
+        with_items(n)
+        rows.append({"items": n, "peak_mib": probe("ours")})
+    identity = model_identity(model)
+    print(
+        f"model {identity['name']}, batch size {args.batch_size}, {args.counterfactuals} "
+        f"counterfactuals, device {device}, {torch.get_num_threads()} threads"
+    )
+    print(f"{'items':>6}{'scores MiB':>12}{'floor MiB':>11}{'ratio':>8}")
+    for r in rows:
+        r["ratio_to_floor"] = r["peak_mib"] / floor_mib
+        print(f"{r['items']:>6}{r['peak_mib']:>12.1f}{floor_mib:>11.1f}{r['ratio_to_floor']:>8.2f}")
+    growth = rows[-1]["peak_mib"] / rows[0]["peak_mib"]
+    print(f"growth of the scores' peak over {sizes[-1] // sizes[0]}x items: {growth:.3f}x")
+    result = {
+        "model": identity,
+        "batch_size": args.batch_size,
+        "counterfactuals": args.counterfactuals,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "floor_peak_mib": floor_mib,
+        "scores": rows,
+        "growth": growth,
+    }
+    out = args.out.with_name("scores_memory.json") if args.out == RESULTS else args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny", help="tiny (default) or smollm2-135m")
@@ -193,6 +252,8 @@ def main() -> None:
     parser.add_argument(
         "--memory-probe", choices=["ours", "reference", "floor"], help=argparse.SUPPRESS
     )
+    parser.add_argument("--memory-only", action="store_true", help="peak memory of (a), (c)")
+    parser.add_argument("--growth", type=int, default=1, help="with --memory-only: items x G")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     if args.threads:
@@ -209,7 +270,8 @@ def main() -> None:
         model = model.to(args.device)
     device = model_device(model)
     data = first_hop()
-    items = list(data.implications[: args.items])
+    pool = list(data.implications)
+    items = (pool * -(-args.items // len(pool)))[: args.items]  # repeated beyond one split
     options = list(data.implication_options)
     delta = random_delta(model)
     k = args.counterfactuals
@@ -219,8 +281,9 @@ def main() -> None:
             model, delta, items, options, counterfactuals=k, seed=3, batch_size=args.batch_size
         )
 
-    batch = encode(model.tokenizer, items, with_answers=False)
-    answers = answer_index(items, options)
+    floor_items = items[: args.batch_size]  # the floor of one batch
+    batch = encode(model.tokenizer, floor_items, with_answers=False)
+    answers = answer_index(floor_items, options)
     option_ids = torch.tensor(first_token_ids(model.tokenizer, options))
 
     n_ref = min(args.reference_items or len(items), len(items))
@@ -244,6 +307,9 @@ def main() -> None:
         print(f"peak_mib={mem.peak}")
         return
 
+    if args.memory_only:
+        memory_table(args, model, device)
+        return
     t_ours, scores, mem_ours = timed(ours, args.repeats, device)
     ours_table = scores.upstream.counterfactuals
     t_floor, _, mem_floor = timed(run_floor, args.repeats, device)

@@ -22,6 +22,7 @@ tensor shapes, the library versions and free-form user metadata.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import json
 import math
@@ -99,27 +100,93 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
     @classmethod
     def between(
         cls,
-        before: Mapping[str, Tensor],
-        model: TransformerBridge,
+        before: Mapping[str, Tensor] | TransformerBridge | str | os.PathLike,
+        after: TransformerBridge | str | os.PathLike,
         *,
         metadata: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
+        names: Iterable[str] | None = None,
+        skip_unchanged: bool | None = None,
     ) -> WeightDelta:
-        """The change of ``model``'s weights since ``before`` (e.g. a ``snapshot``), in fp32."""
+        """``after - before`` in fp32, keyed on the model's parameter names.
+
+        - ``between(snapshot(model), model)``: what in-place training changed (all names of the
+          snapshot are kept).
+        - ``between(model, finetuned)``: a finetuned model of the same architecture.
+        - ``between(model, "finetuned_dir")``: a ``save_pretrained`` checkpoint (safetensors,
+          sharded or not), read tensor by tensor, never loaded as a second model.
+        - ``between("base_dir", model)``: the model minus a checkpoint of its base.
+
+        Args:
+            names: parameters to compare (default: all of the model's).
+            skip_unchanged: leave out tensors that did not change (default: True except for the
+                snapshot form), so a delta of a block-linear finetune holds only those weights.
+            device: where the delta's tensors live.
+        """
+        from extractive_lens.checkpoints import checkpoint_minus
+
+        model = after if isinstance(after, TransformerBridge) else before
+        if not isinstance(model, TransformerBridge):
+            raise TypeError(
+                "between: one side must be a loaded model (TransformerBridge); got "
+                f"{type(before).__name__} and {type(after).__name__}"
+            )
+        identity = model_identity(model)
+        if model is after:  # its weights are the finetuned ones, not the delta's base
+            identity.pop("fingerprint")
         params = named_parameters(model)
+        if isinstance(after, str | os.PathLike) or isinstance(before, str | os.PathLike):
+            path = after if isinstance(after, str | os.PathLike) else before
+            sign = 1.0 if path is after else -1.0
+            skip = True if skip_unchanged is None else skip_unchanged
+            tensors = checkpoint_minus(
+                params, path, names=names, sign=sign, skip_unchanged=skip, device=device
+            )
+            return cls(
+                tensors, identity=identity, metadata=metadata, layers=_layers(model, tensors)
+            )
+        if isinstance(before, TransformerBridge):
+            skip = True if skip_unchanged is None else skip_unchanged
+            old = named_parameters(before)
+            identity = model_identity(before)
+            before = {n: old[n] for n in (old if names is None else names) if n in old}
+        else:
+            skip = bool(skip_unchanged)
+            before = {n: before[n] for n in (before if names is None else names)}
         missing = [n for n in before if n not in params]
         if missing:
             raise ValueError(f"between: the model has no parameters named {missing[:5]}")
-        tensors = {
-            n: (params[n].detach().float() - b.to(params[n].device).float()).to(device)
-            for n, b in before.items()
-        }
-        return cls(
-            tensors,
-            identity=model_identity(model),
-            metadata=metadata,
-            layers=_layers(model, tensors),
+        tensors = {}
+        for n, b in before.items():
+            diff = params[n].detach().float() - b.detach().to(params[n].device).float()
+            if not (skip and not diff.any()):
+                tensors[n] = diff.to(device)
+        return cls(tensors, identity=identity, metadata=metadata, layers=_layers(model, tensors))
+
+    @classmethod
+    def from_peft(
+        cls,
+        model: TransformerBridge,
+        adapter_dir: str | os.PathLike,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> WeightDelta:
+        """The weight change a PEFT LoRA adapter makes to ``model`` when merged: per target
+        module ``scale * B @ A`` (``scale = lora_alpha / r``, or ``/ sqrt(r)`` with rslora;
+        transposed for ``fan_in_fan_out``), read from ``adapter_config.json`` and
+        ``adapter_model.safetensors`` without importing peft. DoRA, LoRA biases and
+        ``modules_to_save`` are refused (they are not a sum of low-rank products)."""
+        from extractive_lens.checkpoints import lora_deltas, read_adapter_config
+
+        tensors = lora_deltas(named_parameters(model), adapter_dir)
+        config = read_adapter_config(adapter_dir)
+        info = {k: config.get(k) for k in ("base_model_name_or_path", "r", "lora_alpha")}
+        meta = {"source": "peft", "adapter": str(adapter_dir), **info, **(metadata or {})}
+        delta = cls(
+            tensors, identity=model_identity(model), metadata=meta, layers=_layers(model, tensors)
         )
+        delta.check_compatible(model)
+        return delta
 
     @classmethod
     def zeros_like(
@@ -286,21 +353,33 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
                 + "; ".join(bad[:5])
             )
 
-    def apply(self, model: TransformerBridge, scale: float = 1.0) -> Callable[[], None]:
+    def apply(
+        self, model: TransformerBridge, scale: float = 1.0, *, keep: str = "memory"
+    ) -> Callable[[], None]:
         """Add ``scale * delta`` to the weights in place; return a function restoring them exactly.
 
-        The sum is computed in fp32, or in the parameter's dtype if wider (float64 models are
-        not rounded), and cast to the parameter's dtype and device.
+        The sum is computed in fp32 (or in the parameter's dtype if wider: float64 models are not
+        rounded), one parameter at a time, and cast to the parameter's dtype and device. The
+        original values are kept, in the parameter's own dtype (never an fp32 copy), for a
+        bit-exact restore (subtracting the delta again would not be exact): ``keep`` says where:
+        ``"memory"`` beside the parameter, ``"cpu"`` in host memory (a model on a GPU keeps no
+        second copy there), or ``"disk"`` in a temporary file read back one tensor at a time (peak
+        memory then holds no copy at all; costs a write and a read of those weights).
         """
         self.check_compatible(model)
         params = named_parameters(model)
-        saved = {n: params[n].detach().clone() for n in self._tensors}
+        offloaded = [n for n in self._tensors if params[n].is_meta]
+        if offloaded:
+            raise ValueError(
+                f"cannot apply a delta to weights offloaded to disk by device_map ({offloaded[:3]}"
+                f", {len(offloaded)} in all): give load_model more max_memory for the GPU/CPU"
+            )
+        from extractive_lens.delta_apply import Originals
 
-        def restore() -> None:
-            with torch.no_grad():
-                for n, original in saved.items():
-                    params[n].copy_(original)
-
+        saved = Originals(keep)
+        for n in self._tensors:
+            saved.put(n, params[n])
+        restore = functools.partial(saved.restore, params)
         try:
             with torch.no_grad():
                 for n, d in self._tensors.items():
@@ -313,14 +392,29 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         return restore
 
     @contextlib.contextmanager
-    def applied(self, model: TransformerBridge, scale: float = 1.0) -> Iterator[TransformerBridge]:
+    def applied(
+        self, model: TransformerBridge, scale: float = 1.0, *, keep: str = "memory"
+    ) -> Iterator[TransformerBridge]:
         """Context manager: the model with ``scale * delta`` added; restored bit-exactly on exit
-        (also on exceptions), from saved copies of the original values, never by subtraction."""
-        restore = self.apply(model, scale)
+        (also on exceptions), from saved copies of the original values, never by subtraction
+        (``keep``: where those copies wait, see ``apply``)."""
+        restore = self.apply(model, scale, keep=keep)
         try:
             yield model
         finally:
             restore()
+
+    def hooked(
+        self, model: TransformerBridge, scale: float = 1.0
+    ) -> contextlib.AbstractContextManager[TransformerBridge]:
+        """Context manager: the model computes theta + ``scale * delta`` without any linear
+        weight being written or copied (forward hooks add ``Delta W u``; see
+        ``extractive_lens.delta_apply``). Equal to ``applied`` up to fp32 rounding; for passes
+        that read theta' (scores), not for training."""
+        from extractive_lens.delta_apply import hooked
+
+        self.check_compatible(model)
+        return hooked(model, self._tensors, scale)
 
     # ------------------------------------------------------------------ files
 

@@ -313,6 +313,9 @@ def load_model(
     tokenizer: Any = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: dict[Any, str | int] | None = None,
+    offload_folder: str | os.PathLike | None = None,
 ) -> TransformerBridge:
     """Load a model as a ``TransformerBridge`` in eval mode.
 
@@ -323,7 +326,29 @@ def load_model(
         hf_model: an already-built HF causal LM; ``tokenizer`` must come with it.
         device: e.g. ``"cpu"``, ``"cuda"``; default: the model's current device.
         dtype: e.g. ``torch.bfloat16``; default: float32.
+        device_map: Hugging Face big-model loading (accelerate) for a model that does not fit
+            one device: ``"auto"`` (or an explicit module -> device map) spreads the layers over
+            the GPUs, then CPU, then ``offload_folder`` on disk, within ``max_memory``
+            (e.g. ``{0: "70GiB", "cpu": "200GiB"}``). Only for a directory or hub id; the
+            HF model is loaded first and then wrapped (the bridge refuses ``device_map``
+            itself). Weights offloaded to disk work for forward passes, but a ``WeightDelta``
+            cannot be applied to them: leave enough GPU/CPU memory for the trained weights.
     """
+    if device_map is not None:
+        if hf_model is not None or device is not None:
+            raise ValueError(
+                "load_model(device_map=...) places the weights itself: give a directory or hub "
+                "id, not hf_model=..., and no device=..."
+            )
+        hf_model, tokenizer = _load_hf(
+            str(name_or_path or DEFAULT_MODEL),
+            tokenizer,
+            dtype=dtype or torch.float32,
+            device_map=device_map,
+            max_memory=max_memory,
+            offload_folder=None if offload_folder is None else str(offload_folder),
+        )
+        return _wrap(hf_model, tokenizer)
     if hf_model is None:
         if name_or_path is None:
             name_or_path = DEFAULT_MODEL
@@ -344,6 +369,11 @@ def load_model(
     hf_model = hf_model.to(dtype=dtype or torch.float32)
     if device is not None:
         hf_model = hf_model.to(device)
+    return _wrap(hf_model, tokenizer)
+
+
+def _wrap(hf_model: Any, tokenizer: Any) -> TransformerBridge:
+    """The bridge around an HF causal LM, with the tokenizer's own BOS convention, in eval mode."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     name = getattr(hf_model.config, "_name_or_path", "") or type(hf_model).__name__
@@ -376,7 +406,7 @@ def _prepends_bos(tokenizer: Any) -> bool:
     return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
 
 
-def _load_hf(name: str, tokenizer: Any) -> tuple[Any, Any]:
+def _load_hf(name: str, tokenizer: Any, **load: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name.lower() in {DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct"}:
@@ -385,7 +415,7 @@ def _load_hf(name: str, tokenizer: Any) -> tuple[Any, Any]:
         directory = Path(name).expanduser()
     else:
         directory = _hub_snapshot(name)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(directory, **{"dtype": torch.float32, **load})
     model.config._name_or_path = name
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(directory)
@@ -445,6 +475,9 @@ def named_parameters(model: TransformerBridge) -> dict[str, torch.nn.Parameter]:
         views[key] = views.get(key, 0) + 1
     params: dict[str, torch.nn.Parameter] = {}
     for name, p in named:
+        if p.is_meta:  # offloaded by device_map (no storage to compare): listed, never resident
+            params[name] = p
+            continue
         storage = p.untyped_storage()
         whole = p.numel() * p.element_size() == storage.nbytes()
         if whole and views[storage.data_ptr()] > 1:
@@ -467,6 +500,9 @@ def weights_fingerprint(model: TransformerBridge) -> str:
     """
     digest = hashlib.blake2b(digest_size=8)
     for name, p in named_parameters(model).items():
+        if p.is_meta:  # offloaded by device_map: its values are not resident, so not hashed
+            digest.update(f"{name}:{tuple(p.shape)}:offloaded".encode())
+            continue
         flat = p.detach().reshape(-1)
         if flat.numel() > FINGERPRINT_SAMPLES:
             step = flat.numel() // FINGERPRINT_SAMPLES

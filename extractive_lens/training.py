@@ -175,6 +175,7 @@ def finetune(
     eval_batch_size: int = 32,
     base: WeightDelta | None = None,
     progress: bool = True,
+    gradient_checkpointing: bool = False,
 ) -> FinetuneResult:
     """Finetune on ``examples`` and return the weight delta; the model's weights are unchanged.
 
@@ -191,6 +192,9 @@ def finetune(
         base: start from theta + base (applied for the duration of the call); the returned delta
             is then relative to theta + base, so the final model is theta + base + delta.
         progress: show a tqdm bar over epochs.
+        gradient_checkpointing: keep only each block's input during the forward pass and
+            recompute the block in the backward pass (about one more forward per step; the
+            activation memory of a step drops from all blocks' to one block's). Same delta.
 
     Raises:
         DivergedError: (a ``FloatingPointError``) the loss became NaN or infinite, or the logits
@@ -216,10 +220,15 @@ def finetune(
         "n_examples": len(examples),
         "optimizer": "Adam, constant lr, fp32 master weights, loss on answer tokens",
         "model_dtype": str(named_parameters(model)[next(iter(masks))].dtype),
+        "gradient_checkpointing": gradient_checkpointing,
         "base": None if base is None else {"norm": base.norm(), "metadata": base.metadata},
     }
 
-    with base.applied(model) if base is not None else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if base is not None:
+            stack.enter_context(base.applied(model))
+        if gradient_checkpointing:
+            stack.enter_context(activation_checkpointing(model))
         run = _Run(model, masks, lr, batch_size, eval_sets or {}, eval_batch_size)
         tensors, history = run.train(examples, epochs, seed, progress)
     delta = WeightDelta(
@@ -229,6 +238,32 @@ def finetune(
         layers=model_structure(model).param_layer,
     )
     return FinetuneResult(delta, history, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def activation_checkpointing(model: TransformerBridge):
+    """Run every transformer block under ``torch.utils.checkpoint`` (non-reentrant) while
+    inside: its activations are recomputed in the backward pass instead of stored. Hooks inside
+    a block fire again during the recomputation, so use it for training, not for caching."""
+    from torch.utils.checkpoint import checkpoint
+
+    blocks = list(model.blocks)
+    for block in blocks:
+        original = block.forward
+
+        def wrapped(*args, _forward=original, **kwargs):
+            if not torch.is_grad_enabled():
+                return _forward(*args, **kwargs)
+            return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+
+        # An instance attribute, set past the bridge's attribute forwarding to the HF module:
+        # nn.Module.__call__ finds it before the class's forward.
+        object.__setattr__(block, "forward", wrapped)
+    try:
+        yield model
+    finally:
+        for block in blocks:
+            object.__delattr__(block, "forward")
 
 
 class _Run:

@@ -4,6 +4,7 @@ Each returns a frozen result with ``table()``, ``figure()`` (plotly), ``summary(
 for sweeps), ``to_dict()`` and ``save(out_dir)``; ``sweep`` runs any of them over a grid, resumably.
 """
 
+from extractive_lens.experiments.cluster import make_executor
 from extractive_lens.experiments.freezing import FreezingResult, layer_freezing
 from extractive_lens.experiments.grafting import GraftResult, weight_grafting
 from extractive_lens.experiments.localisation import LocalisationResult, graft_localisation
@@ -26,6 +27,7 @@ __all__ = [
     "graft_localisation",
     "layer_freezing",
     "load_sweep",
+    "make_executor",
     "sweep",
     "verify_ocr",
     "weight_grafting",

@@ -5,31 +5,32 @@
 ...                out_dir="runs/sweep", fixed={"epochs": 1})  # doctest: +SKIP
 >>> result.table()  # one row per (lr), mean ± spread over seeds  # doctest: +SKIP
 
-**Resuming.** Every finished configuration is written at once to
-``<out_dir>/runs/<key>.json``, where ``key`` is a hash of the experiment name and the full
-configuration (defaults included). Running the same sweep again loads those files instead of
-recomputing, so an interrupted sweep continues where it stopped. ``<out_dir>/sweep.json`` records
-the experiment and the model; a directory made for another experiment or model is refused.
-A run whose training diverged (``FloatingPointError``) is recorded as ``"status": "failed"`` and
-not retried (it is deterministic) unless ``retry_failed=True``; other errors stop the sweep.
+**Resuming.** Every configuration's task writes its record itself, atomically, to
+``<out_dir>/runs/<key>.json`` the moment it finishes, where ``key`` is a hash of the experiment
+name and the full configuration (defaults included). Running the same sweep again loads those
+files instead of recomputing, so a sweep whose driver died continues where it stopped.
+``<out_dir>/sweep.json`` records the experiment and the model; a directory made for another
+experiment or model is refused. A run whose training diverged (``FloatingPointError``) is recorded
+as ``"status": "failed"`` and not retried (it is deterministic) unless ``retry_failed=True``. A run
+that raises anything else is reported (``SweepResult.errors``: configuration and traceback, also in
+``<out_dir>/errors/``) while the others finish, and is tried again by the next run.
 
-**Executors.** ``executor`` runs the configurations. It is either a callable
-``executor(fn, configs) -> iterable of records`` (records may come in any order; the default,
-``local_executor``, runs them one after another in this process), or a
-``concurrent.futures.Executor`` (``fn`` is submitted once per configuration). ``fn`` is a picklable
-``SweepTask``; with a process pool or a cluster give ``model`` as a name or directory, which each
-worker loads once, rather than a loaded model.
+**Executors** (``extractive_lens.experiments.cluster``). ``executor`` runs the configurations: a
+callable ``executor(fn, configs) -> iterable of records`` (the default runs them one after another
+in this process), a ``concurrent.futures.Executor``, or a submitit executor (SLURM job arrays
+through ``map_array``, or submitit's ``LocalExecutor`` with ``workers`` processes; see
+``cluster.make_executor`` and docs/cluster.md). With anything that leaves this process give
+``model`` as a name or directory, which each worker loads once, rather than a loaded model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,33 +38,25 @@ from typing import Any
 import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
+from extractive_lens.experiments.cluster import (
+    ExecutorLike,
+    Record,
+    SweepTask,
+    config_key,
+    is_submitit,
+    local_executor,
+    read_record,
+    run_configs,
+)
 from extractive_lens.experiments.common import markdown_table, mean_spread, mean_spread_table
 from extractive_lens.experiments.figures import grid_figure
-from extractive_lens.experiments.registry import (
-    Experiment,
-    get_experiment,
-    result_table,
-    summarize,
-)
+from extractive_lens.experiments.registry import Experiment, get_experiment
 from extractive_lens.results import provenance, write_json
 
-Record = dict[str, Any]
-Task = Callable[[dict[str, Any]], Record]
-ExecutorLike = Callable[[Task, list[dict[str, Any]]], Iterable[Record]]
+__all__ = ["SweepResult", "SweepTask", "config_key", "load_sweep", "local_executor", "sweep"]
 
 #: Configuration keys averaged over in ``SweepResult.table``.
 OVER = ("seed",)
-
-
-def config_key(experiment: str, config: Mapping[str, Any]) -> str:
-    """A stable 16-hex-digit hash of the experiment name and its full configuration."""
-    text = json.dumps(
-        {"experiment": experiment, "config": config},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def grid_configs(
@@ -89,79 +82,6 @@ def grid_configs(
     return configs
 
 
-def local_executor(
-    fn: Callable[[dict[str, Any]], Record], configs: list[dict[str, Any]]
-) -> Iterator[Record]:
-    """Run the configurations one after another in this process (the default executor)."""
-    for config in configs:
-        yield fn(config)
-
-
-def _as_executor(executor: Executor | ExecutorLike | None) -> ExecutorLike:
-    if executor is None:
-        return local_executor
-    if isinstance(executor, Executor) or hasattr(executor, "submit"):
-
-        def run(fn: Callable, configs: list[dict[str, Any]]) -> Iterator[Record]:
-            futures = [executor.submit(fn, c) for c in configs]
-            for future in as_completed(futures):
-                yield future.result()
-
-        return run
-    if callable(executor):
-        return executor
-    raise TypeError(f"executor must be a callable or a concurrent.futures.Executor: {executor!r}")
-
-
-_MODELS: dict[str, TransformerBridge] = {}
-
-
-@dataclass
-class SweepTask:
-    """Runs one configuration and returns its record; picklable when ``model`` is a string."""
-
-    experiment: str | Experiment
-    model: str | TransformerBridge
-    progress: bool = False
-
-    def load(self) -> TransformerBridge:
-        if not isinstance(self.model, str):
-            return self.model
-        if self.model not in _MODELS:
-            from extractive_lens.models import load_model
-
-            _MODELS[self.model] = load_model(self.model)
-        return _MODELS[self.model]
-
-    def __call__(self, config: dict[str, Any]) -> Record:
-        spec = get_experiment(self.experiment)
-        record: Record = {
-            "key": config_key(spec.name, config),
-            "experiment": spec.name,
-            "config": config,
-        }
-        start = time.perf_counter()
-        try:
-            result = spec.run(self.load(), dict(config), self.progress)
-        except FloatingPointError as err:
-            record.update(status="failed", error=str(err), seconds=time.perf_counter() - start)
-            return record
-        record.update(
-            status="ok",
-            summary=summarize(result),
-            table=result_table(result),
-            result=result.to_dict(),
-            seconds=time.perf_counter() - start,
-        )
-        return json.loads(json.dumps(record, default=_jsonable))
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
-
-
 def model_label(model: str | TransformerBridge) -> str:
     if isinstance(model, str):
         return model
@@ -178,8 +98,9 @@ class SweepResult:
         grid: the swept keys and their values.
         fixed: the fixed keys.
         records: one per configuration, in grid order: ``key``, ``config``, ``status``
-            (``ok`` / ``failed``), ``summary`` (flat metrics), ``table``, ``result`` (the full
-            ``to_dict()``), ``seconds``; failed ones carry ``error``.
+            (``ok`` / ``failed`` / ``error``), ``summary`` (flat metrics), ``table``,
+            ``result`` (the full ``to_dict()``), ``seconds``; failed (diverged) and ``error``
+            (raised) ones carry ``error``, the latter also ``traceback``.
         out_dir: the sweep directory.
         n_resumed: configurations loaded from earlier runs instead of run.
         seconds: wall time of this call (resumed configurations cost ~0).
@@ -193,6 +114,12 @@ class SweepResult:
     out_dir: Path | None = None
     n_resumed: int = 0
     seconds: float = 0.0
+
+    @property
+    def errors(self) -> list[Record]:
+        """Records of the runs that raised (configuration, ``error``, ``traceback``); they are
+        run again by the next call of the same sweep."""
+        return [r for r in self.records if r["status"] == "error"]
 
     @property
     def group_keys(self) -> list[str]:
@@ -297,6 +224,7 @@ class SweepResult:
             "table": self.table(),
             "n_configs": len(self.records),
             "n_resumed": self.n_resumed,
+            "errors": [{k: r[k] for k in ("key", "config", "error")} for r in self.errors],
             "seconds": self.seconds,
             "run_seconds": sum(r.get("seconds", 0.0) for r in self.records),
             "keys": [r["key"] for r in self.records],
@@ -323,10 +251,12 @@ def sweep(
     model: str | TransformerBridge,
     out_dir: str | Path,
     fixed: Mapping[str, Any] | None = None,
-    executor: Executor | ExecutorLike | None = None,
+    executor: Executor | ExecutorLike | Any | None = None,
+    workers: int | None = None,
     retry_failed: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    load: Mapping[str, str] | None = None,
 ) -> SweepResult:
     """Run ``experiment`` on every configuration of ``grid`` (see the module doc).
 
@@ -338,62 +268,47 @@ def sweep(
         out_dir: the sweep directory; finished configurations in it are reused.
         fixed: further configuration values shared by all runs.
         executor: how to run the configurations (module doc); default: here, one by one.
+        workers: with a submitit executor, deal the configurations into this many array tasks
+            (default: one per configuration; with ``LocalExecutor`` this is the parallelism).
         retry_failed: rerun configurations recorded as failed (diverged).
         log: called with one line per configuration (e.g. ``print``).
+        load: ``device`` / ``dtype`` (by name) for loading ``model`` when it is a name.
     """
     start = time.perf_counter()
     spec = get_experiment(experiment)
     configs = grid_configs(spec, grid, fixed)
-    if isinstance(executor, ProcessPoolExecutor) and not isinstance(model, str):
+    leaves = isinstance(executor, ProcessPoolExecutor) or is_submitit(executor)
+    if leaves and not isinstance(model, str):
         raise ValueError(
-            "sweep: with a process pool give model as a name or directory (each worker loads it "
-            "once); a loaded model cannot be sent to other processes"
+            "sweep: with a process pool or submitit give model as a name or directory (each "
+            "worker loads it once); a loaded model cannot be sent to other processes"
         )
     out = Path(out_dir)
     runs = out / "runs"
     label = model_label(model)
-    manifest = {"experiment": spec.name, "model": label}
-    if (out / "sweep.json").exists():
-        previous = json.loads((out / "sweep.json").read_text())
-        if {k: previous.get(k) for k in manifest} != manifest:
-            raise ValueError(
-                f"{out} holds a sweep of {previous.get('experiment')!r} on "
-                f"{previous.get('model')!r}, not {spec.name!r} on {label!r}: use another directory"
-            )
-    elif out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory")
+    _claim_directory(out, {"experiment": spec.name, "model": label})
     runs.mkdir(parents=True, exist_ok=True)
-    write_json(out / "sweep.json", manifest)
     say = log or (lambda _: None)
 
     done: dict[str, Record] = {}
     for config in configs:
         key = config_key(spec.name, config)
-        path = runs / f"{key}.json"
-        if not path.exists():
-            continue
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            continue  # unreadable (should not happen: writes are atomic): run it again
-        if record.get("config") != json.loads(json.dumps(config, default=str)):
-            continue
-        if record.get("status") == "failed" and retry_failed:
-            continue
-        done[key] = record
+        record = read_record(runs, key, config)
+        if record is not None and not (record["status"] == "failed" and retry_failed):
+            done[key] = record
     todo = [c for c in configs if config_key(spec.name, c) not in done]
     say(
         f"sweep {spec.name}: {len(configs)} configurations, {len(done)} already done, "
         f"{len(todo)} to run"
     )
     n_resumed = len(done)
-    task = SweepTask(spec, model, progress)
-    if todo:
-        for record in _as_executor(executor)(task, todo):
-            write_json(runs / f"{record['key']}.json", record)
-            done[record["key"]] = record
-            swept = {k: record["config"].get(k) for k in grid}
-            say(f"  {record['status']:6} {swept} ({record.get('seconds', 0):.1f} s)")
+    task = SweepTask(spec, model, progress, runs, retry_failed, **dict(load or {}))
+    for record in run_configs(executor, task, todo, workers) if todo else ():
+        done[record["key"]] = record
+        swept = {k: record["config"].get(k) for k in grid}
+        say(f"  {record['status']:6} {swept} ({record.get('seconds', 0):.1f} s)")
+        if record["status"] == "error":
+            say(f"    {record['error']}\n{record.get('traceback', '')}")
     missing = [c for c in configs if config_key(spec.name, c) not in done]
     if missing:
         raise RuntimeError(f"sweep: the executor returned no result for {len(missing)} configs")
@@ -409,6 +324,22 @@ def sweep(
     )
     result.save(out)
     return result
+
+
+def _claim_directory(out: Path, manifest: dict[str, str]) -> None:
+    """Write ``sweep.json``; refuse a directory holding another experiment's or model's sweep."""
+    if (out / "sweep.json").exists():
+        previous = json.loads((out / "sweep.json").read_text())
+        if {k: previous.get(k) for k in manifest} != manifest:
+            raise ValueError(
+                f"{out} holds a sweep of {previous.get('experiment')!r} on "
+                f"{previous.get('model')!r}, not {manifest['experiment']!r} on "
+                f"{manifest['model']!r}: use another directory"
+            )
+    elif out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "sweep.json", manifest)
 
 
 def load_sweep(out_dir: str | Path) -> list[Record]:

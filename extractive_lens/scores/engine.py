@@ -10,11 +10,17 @@ Per batch of items:
 
 Counterfactual activations are theta-activations of other items, already computed in pass 1.
 Dot products are accumulated in fp32 whatever the model's dtype.
+
+Peak memory is bounded by the batch: theta' is computed with forward hooks adding ``Delta W u``
+to the linear layers (``WeightDelta.hooked``: no copy of any touched weight), and what the upstream
+score needs across batches (each item's y and dR'/dy - dR/dy) waits in a temporary file
+(:class:`.upstream.ItemPool`), not in memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,7 +55,7 @@ from extractive_lens.scores.passes import (
     stack_outputs,
 )
 from extractive_lens.scores.result import ComponentScores
-from extractive_lens.scores.upstream import upstream_scores_from_pools
+from extractive_lens.scores.upstream import ItemPool, pool_batch, upstream_item
 
 ROLES = ("informative", "downstream", "upstream")
 
@@ -134,84 +140,28 @@ def compute(
     dd = {k: t.to(device=device, dtype=dtype) for k, t in wd.items()}
     maps = active_maps(spec, dd, paper_mlp) if want_i else []
     coverage, uncovered = coverage_of(spec, dd) if want_i else (None, [])
-    params = named_parameters(model)
     out_hooks = all_output_hooks(spec) if (want_d or want_u) else []
     sub_hooks = substitution_hooks(spec) if want_d else []
 
     results = {r: _empty(spec, n, width, device, dtype) for r in roles}
-    pools: dict[str, dict[str, Tensor]] = (
-        {w: _empty(spec, n, width, device, dtype, _dims(spec, model)) for w in ("y", "dg")}
-        if want_u
-        else {}
-    )
+    run = _Passes(model, spec, wd, dd, maps, uncovered, out_hooks, sub_hooks, option_ids, paper_mlp)
+    pool = ItemPool() if want_u else None
     uncovered_total = 0.0
-
-    for start in range(0, n, batch_size):
-        rows = list(range(start, min(start + batch_size, n)))
-        chunk = [examples[i] for i in rows]
-        batch = encode(tok, chunk, with_answers=False, prepend_bos=prepend_bos)
-        b, p = batch.input_ids.shape
-        ans = answers[rows]
-
-        # Pass 1: theta, forward + backward.
-        values = [m.u_hook for _, m in maps] + out_hooks
-        grads = [m.d_hook for _, m in maps] + out_hooks
-        extra = [params[nm] for nm in uncovered]
-        first, extra_grads = run_pass(
-            model, batch, ans, option_ids, values=values, grads=grads, extra_grad_inputs=extra
-        )
-        for nm, g in zip(uncovered, extra_grads, strict=True):
-            uncovered_total += float((acc(g) * dd[nm]).sum())
-        if want_i:
-            scores = informative_batch(spec, dd, maps, first.values, first.grads, (b, p), paper_mlp)
-            _store(results["informative"], scores, rows, p)
-            keep = set(out_hooks)  # the linear maps' caches are done with
-            first.values = {h: v for h, v in first.values.items() if h in keep}
-            first.grads = {h: g for h, g in first.grads.items() if h in keep}
-
-        # Pass 2: theta', forward (+ backward for upstream).
-        if want_d or want_u:
-            with wd.applied(model):
-                second, _ = run_pass(
-                    model,
-                    batch,
-                    ans,
-                    option_ids,
-                    values=sub_hooks,
-                    grads=out_hooks if want_u else (),
-                )
-
-        # Pass 3: theta with every component's inputs from theta'.
-        if want_d:
-            third, _ = run_pass(
-                model,
-                batch,
-                ans,
-                option_ids,
-                values=out_hooks,
-                substitute={h: second.values[h] for h in sub_hooks},
+    try:
+        for start in range(0, n, batch_size):
+            rows = list(range(start, min(start + batch_size, n)))
+            batch = encode(
+                tok, [examples[i] for i in rows], with_answers=False, prepend_bos=prepend_bos
             )
-            scores = downstream_batch(spec, first.grads, first.values, third.values)
-            _store(results["downstream"], scores, rows, p)
-            del third
-
-        if want_u:
-            for kind in _kinds(spec):
-                pools["y"][kind][rows, :p] = acc(stack_outputs(spec, first.values, kind))
-                pools["dg"][kind][rows, :p] = acc(stack_outputs(spec, second.grads, kind)) - acc(
-                    stack_outputs(spec, first.grads, kind)
-                )
-        del first
-
-    if want_u:
-        for kind in _kinds(spec):
-            mask = _mask(lengths, width, device, dtype).view(
-                n, width, *[1] * (pools["y"][kind].ndim - 2)
-            )
-            y = pools["y"][kind] * mask
-            dg = pools["dg"][kind] * mask
-            results["upstream"][kind] = upstream_scores_from_pools(y, dg, lengths, alignment, cf)
-        del pools
+            uncovered_total += run.batch(batch, answers[rows], rows, lengths, results, pool)
+        if pool is not None:  # one item at a time, reading its counterfactuals back
+            for i in range(n):
+                for kind in _kinds(spec):
+                    value = upstream_item(pool, kind, i, lengths[i], alignment, cf, device)
+                    results["upstream"][kind][i, : lengths[i]] = value
+    finally:
+        if pool is not None:
+            pool.close()
 
     if coverage is not None and uncovered:
         coverage = type(coverage)(
@@ -245,13 +195,87 @@ def compute(
     return out
 
 
-def _dims(spec: ModelSpec, model: TransformerBridge) -> dict[str, tuple[int, ...]]:
-    """Per-item activation shapes of each component kind (K/V heads: K and V concatenated)."""
-    return {
-        "mlp": (int(model.cfg.d_model),),
-        "heads": (spec.n_heads, spec.d_head),
-        "kv_heads": (spec.n_kv_heads, 2 * spec.d_head),
-    }
+@dataclass
+class _Passes:
+    """What the three passes of every batch share (module doc)."""
+
+    model: TransformerBridge
+    spec: ModelSpec
+    wd: WeightDelta
+    dd: dict[str, Tensor]
+    maps: list
+    uncovered: list[str]
+    out_hooks: list[str]
+    sub_hooks: list[str]
+    option_ids: Tensor
+    paper_mlp: bool
+
+    def batch(self, batch, ans, rows, lengths, results, pool) -> float:
+        """Run one batch's passes, store its scores; returns its uncovered-informative part."""
+        spec, model, out_hooks = self.spec, self.model, self.out_hooks
+        want_i, want_d, want_u = "informative" in results, "downstream" in results, pool is not None
+        b, p = batch.input_ids.shape
+        # Pass 1: theta, forward + backward.
+        params = named_parameters(model)
+        first, extra_grads = run_pass(
+            model,
+            batch,
+            ans,
+            self.option_ids,
+            values=[m.u_hook for _, m in self.maps] + out_hooks,
+            grads=[m.d_hook for _, m in self.maps] + out_hooks,
+            extra_grad_inputs=[params[nm] for nm in self.uncovered],
+        )
+        uncovered = sum(
+            float((acc(g) * self.dd[nm]).sum())
+            for nm, g in zip(self.uncovered, extra_grads, strict=True)
+        )
+        if want_i:
+            scores = informative_batch(
+                spec, self.dd, self.maps, first.values, first.grads, (b, p), self.paper_mlp
+            )
+            _store(results["informative"], scores, rows, p)
+            keep = set(out_hooks)  # the linear maps' caches are done with
+            first.values = {h: v for h, v in first.values.items() if h in keep}
+            first.grads = {h: g for h, g in first.grads.items() if h in keep}
+        # Pass 2: theta' (hooks add Delta W u: no weight is copied), forward (+ backward).
+        if want_d or want_u:
+            with self.wd.hooked(model):
+                second, _ = run_pass(
+                    model,
+                    batch,
+                    ans,
+                    self.option_ids,
+                    values=self.sub_hooks,
+                    grads=out_hooks if want_u else (),
+                )
+        # Pass 3: theta with every component's inputs from theta'.
+        if want_d:
+            third, _ = run_pass(
+                model,
+                batch,
+                ans,
+                self.option_ids,
+                values=out_hooks,
+                substitute={h: second.values.pop(h) for h in self.sub_hooks},
+            )
+            scores = downstream_batch(spec, first.grads, first.values, third.values)
+            _store(results["downstream"], scores, rows, p)
+            del third
+        if want_u:
+            y, dg = {}, {}
+            for kind in _kinds(spec):
+                y[kind] = acc(stack_outputs(spec, first.values, kind))
+                dg[kind] = acc(stack_outputs(spec, second.grads, kind)) - acc(
+                    stack_outputs(spec, first.grads, kind)
+                )
+            pool_batch(pool, rows, _trim(y, rows, lengths), _trim(dg, rows, lengths))
+        return uncovered
+
+
+def _trim(t: dict[str, Tensor], rows: list[int], lengths: list[int]) -> dict[str, list[Tensor]]:
+    """Each item's positions only (the batch's right padding dropped)."""
+    return {k: [v[b, : lengths[i]] for b, i in enumerate(rows)] for k, v in t.items()}
 
 
 def _store(target: dict[str, Tensor], scores: dict[str, Tensor], rows: list[int], p: int) -> None:

@@ -5,12 +5,22 @@ dR/dy and dR'/dy are the gradients of the score target under theta and theta' at
 under theta on another test item of the same template, token-aligned (:mod:`.align`), or 0.
 
 Averaging over an item's K counterfactual samples is exact through the mean counterfactual
-activation, since U is linear in y*: mean_k U(y*_k) = U(mean_k y*_k). The theta-activations of every
-item are kept (they are the counterfactual pool), and so is each item's gradient difference, since
-an item's counterfactuals may sit in other batches; nothing else outlives its batch.
+activation, since U is linear in y*: mean_k U(y*_k) = U(mean_k y*_k).
+
+**Memory bounded by the batch.** An item's counterfactuals may sit in other batches, so each
+item's theta-activations y (the counterfactual pool) and gradient difference must outlive its
+batch. They go to an ``ItemPool``, a temporary file, as soon as the batch is done; after the last
+batch the scores are computed one item at a time, reading that item's y and dR'/dy - dR/dy and its
+counterfactuals' y back. Memory then holds one batch's activations (during the passes) or one
+item's plus one counterfactual's (after them), whatever the number of items; the file grows with
+the items (per item: positions x layers x (d_model + heads x d_head + K/V heads x 2 d_head) x 4
+bytes, twice).
 """
 
 from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -18,33 +28,61 @@ from torch import Tensor
 from extractive_lens.scores.align import Alignment
 
 
-def upstream_scores_from_pools(
-    y: Tensor,
-    dgrad: Tensor,
-    lengths: list[int],
+class ItemPool:
+    """Per-item tensors in a temporary file (deleted on ``close``), read back one at a time."""
+
+    def __init__(self) -> None:
+        # open until close() (the engine closes it in a finally block)
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115
+        self.index: dict[tuple[int, str], tuple[int, torch.Size, torch.dtype]] = {}
+
+    def put(self, item: int, name: str, t: Tensor) -> None:
+        data = t.detach().cpu().contiguous()
+        raw = data.view(torch.uint8).reshape(-1).numpy()
+        self.file.seek(0, 2)
+        self.index[item, name] = (self.file.tell(), data.shape, data.dtype)
+        raw.tofile(self.file)
+
+    def get(self, item: int, name: str, device: torch.device | str = "cpu") -> Tensor:
+        offset, shape, dtype = self.index[item, name]
+        size = shape.numel() * torch.tensor([], dtype=dtype).element_size()
+        self.file.seek(offset)
+        raw = torch.frombuffer(bytearray(self.file.read(size)), dtype=torch.uint8)
+        return raw.view(dtype).reshape(shape).to(device)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def upstream_item(
+    pool: ItemPool,
+    kind: str,
+    item: int,
+    length: int,
     alignment: Alignment | None,
     counterfactuals: Tensor | None,
+    device: torch.device | str = "cpu",
 ) -> Tensor:
-    """U for one component kind.
-
-    Args:
-        y: ``[example, pos, layer, (head,) d]`` theta-activations (fp32), zero on padding.
-        dgrad: same shape, dR'/dy - dR/dy.
-        lengths: prompt length of each example.
-        alignment: the items' alignment (needed with counterfactuals).
-        counterfactuals: ``[example, K]`` counterfactual item indices, or None for y* = 0.
-
-    Returns:
-        ``[example, pos, layer, (head)]``.
-    """
+    """U of one item for one component kind, ``[pos, layer, (head)]``, from the pool's
+    ``y/<kind>`` and ``dg/<kind>`` (zero beyond each item's length)."""
+    y = pool.get(item, f"y/{kind}", device)
+    dg = pool.get(item, f"dg/{kind}", device)
     if counterfactuals is None:
-        return (dgrad * y).sum(-1)
+        return (dg * y).sum(-1)
     assert alignment is not None
-    n, k = counterfactuals.shape
     y_star = torch.zeros_like(y)
-    for i in range(n):
-        for j in counterfactuals[i].tolist():
-            index = alignment.counterfactual_positions(i, j, lengths[i]).to(y.device)
-            y_star[i, : lengths[i]] += y[j].index_select(0, index)
-    y_star /= k
-    return (dgrad * (y - y_star)).sum(-1)
+    for j in counterfactuals[item].tolist():  # the same order of additions as the whole pool
+        index = alignment.counterfactual_positions(item, j, length).to(y.device)
+        y_star[:length] += pool.get(j, f"y/{kind}", device).index_select(0, index)
+    y_star /= counterfactuals.shape[1]
+    return (dg * (y - y_star)).sum(-1)
+
+
+def pool_batch(
+    pool: ItemPool, rows: list[int], y: Mapping[str, Tensor], dg: Mapping[str, Tensor]
+) -> None:
+    """Store one batch's y and gradient difference per item (``[batch, pos, ...]`` each kind)."""
+    for kind in y:
+        for b, item in enumerate(rows):
+            pool.put(item, f"y/{kind}", y[kind][b])
+            pool.put(item, f"dg/{kind}", dg[kind][b])
