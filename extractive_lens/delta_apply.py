@@ -16,7 +16,8 @@ Parameters that are not a linear layer's weight or bias (norm scales, embeddings
 place with ``applied`` (saved copies of those only).
 
 The result equals ``applied`` up to floating-point rounding: ``W u + Delta W u`` instead of
-``(W + Delta W) u``, computed in fp32 and cast to the layer's output dtype.
+``(W + Delta W) u``, computed in fp32 (float64 for float64 models) and cast to the layer's
+output dtype.
 """
 
 from __future__ import annotations
@@ -57,13 +58,14 @@ def _add_delta(
     bias: Tensor | None,
     conv: bool,
 ) -> Tensor:
-    x = inputs[0].float()
+    wide = torch.promote_types(output.dtype, torch.float32)  # float64 models stay float64
+    x = inputs[0].to(wide)
     extra = 0.0
     if weight is not None:
         extra = x @ weight if conv else F.linear(x, weight)
     if bias is not None:
         extra = extra + bias
-    return (output.float() + extra).to(output.dtype)
+    return (output.to(wide) + extra).to(output.dtype)
 
 
 @contextlib.contextmanager
@@ -80,8 +82,9 @@ def hooked(
         module, leaf = where[name]
         linear = isinstance(module, nn.Linear) or _is_conv1d(module)
         if linear and leaf in ("weight", "bias"):
-            device = getattr(module, leaf).device
-            t = d.to(device=device, dtype=torch.float32)
+            param = getattr(module, leaf)
+            wide = torch.promote_types(param.dtype, torch.float32)
+            t = d.to(device=param.device, dtype=wide)
             per_module.setdefault(module, {})[leaf] = t if scale == 1.0 else scale * t
         else:
             rest[name] = d
@@ -95,7 +98,8 @@ def hooked(
                 conv=_is_conv1d(module),
             )
             handles.append(module.register_forward_hook(hook))
-        with WeightDelta(rest).applied(model, scale) if rest else contextlib.nullcontext():
+        others = WeightDelta(rest, dtype=next(iter(rest.values())).dtype) if rest else None
+        with others.applied(model, scale) if others else contextlib.nullcontext():
             yield model
     finally:
         for handle in handles:
