@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.metadata
 import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,10 +38,10 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.components import Component
 from extractive_lens.models import model_identity, named_parameters, weights_fingerprint
+from extractive_lens.results import atomic_path, versions
 from extractive_lens.structure import model_structure
 
 FORMAT = "extractive_lens.WeightDelta/1"
-_PACKAGES = ("extractive_lens", "torch", "transformer_lens", "transformers")
 
 
 def layer_of(name: str, model: TransformerBridge) -> int | None:
@@ -425,30 +423,17 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        versions = {}
-        for pkg in _PACKAGES:
-            try:
-                versions[pkg] = importlib.metadata.version(pkg)
-            except importlib.metadata.PackageNotFoundError:
-                versions[pkg] = "unknown"
         header = {
             "format": FORMAT,
             "identity": json.dumps(self.identity),
             "shapes": json.dumps({n: list(t.shape) for n, t in self._tensors.items()}),
-            "versions": json.dumps(versions),
+            "versions": json.dumps(versions()),
             "metadata": json.dumps(self.metadata),
             "layers": json.dumps(self.layers),
         }
         tensors = {n: t.detach().cpu().contiguous() for n, t in self._tensors.items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=header)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=header)
         return path
 
     @classmethod

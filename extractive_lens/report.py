@@ -35,7 +35,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from extractive_lens.results import versions
+from extractive_lens.results import atomic_path, versions
 
 __all__ = [
     "FigureEntry",
@@ -138,10 +138,8 @@ class Report:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_html(), encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.to_html(), encoding="utf-8")
         self.path = path
         return path
 
