@@ -290,8 +290,9 @@ def _demo_report(demo: Any, title: str | None) -> Report:
             f"{name}_heatmaps",
             score_heatmaps(run.canonical, title=f"{name}: extractive scores by layer and token"),
             "Each cell is a component at one token (x, the canonical template) and layer (y, 0 at "
-            "the bottom), MLP on the left and all attention heads of the layer summed on the "
-            "right, averaged over the implications; red helps the correct answer, blue hurts it, "
+            "the bottom), MLP on the left and the layer's attention total on the right (query "
+            "heads; for informative scores also the K/V heads, which own separate weights), "
+            "averaged over the implications; red helps the correct answer, blue hurts it, "
             "and the rows are the downstream, informative and upstream scores.",
             section=section,
         )
@@ -309,10 +310,11 @@ def _demo_report(demo: Any, title: str | None) -> Report:
             rep.add(
                 f"{name}_graph",
                 graph_figure(run.graph, title=f"{name}: extractive structure"),
-                "The extractive structure: each node is a component at (token, layer), coloured "
-                "by role (green upstream, orange informative, blue downstream) and sized by its "
-                "score within its role, with edges from upstream to informative to downstream "
-                "components; hover a node for all three scores.",
+                "Each node is a component at (token, layer) with one of the largest |scores| of "
+                "its role (green upstream, orange informative, blue downstream), sized by |score| "
+                "within its role; open markers are negative (hurt the answer). Lines are possible "
+                "paths only (the later node can read the earlier one), not measured flow; hover "
+                "a node for all three scores.",
                 section=section,
             )
     return rep

@@ -61,7 +61,9 @@ def test_graph_nodes_edges_and_exports(scores):
     for role in ("upstream", "informative", "downstream"):
         nodes = g.by_role(role)
         assert len(nodes) == 4
-        best = canon[role].top(4)
+        # largest |score| first; downstream / upstream select among MLPs and query heads only
+        ranked = canon[role].top(10**6, absolute=True)
+        best = [e for e in ranked if role == "informative" or e[0].kind != "kv_head"][:4]
         assert [(n.component, n.position) for n in nodes] == [(c, p) for c, p, _ in best]
         for n in nodes:  # every node carries all three scores
             for r in ("upstream", "informative", "downstream"):
@@ -94,10 +96,14 @@ def test_graph_nodes_edges_and_exports(scores):
 
 def test_threshold_selection(scores):
     canon = scores.canonical()
-    cut = canon["downstream"].top(3)[-1][2]
+    ranked = [e for e in canon["downstream"].top(10**6, absolute=True) if e[0].kind != "kv_head"]
+    cut = abs(ranked[2][2])
     g = extractive_graph(canon, threshold=cut)
     assert len(g.by_role("downstream")) == 3
-    assert all(n.score >= cut for n in g.nodes)
+    assert all(abs(n.score) >= cut for n in g.nodes)  # by magnitude: negatives count
+    positive = extractive_graph(canon, threshold=cut, select="positive")
+    assert all(n.score >= cut for n in positive.nodes)
+    assert any(n.score < 0 for n in extractive_graph(canon, top_k=20).nodes)  # negatives shown
     assert len(extractive_graph(canon, top_k=2, threshold=cut).by_role("downstream")) == 2
     with pytest.raises(ValueError, match="roles"):
         extractive_graph({"informative": canon["informative"]})

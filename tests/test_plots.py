@@ -93,14 +93,21 @@ def test_score_heatmaps_rows_columns_values_and_colour_scales(run):
     roles = ["downstream", "informative", "upstream"]
     assert [t.name for t in fig.data] == [f"{r} {k}" for r in roles for k in ("MLP", "attention")]
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[:2] == ["downstream · MLP", "downstream · attention (sum over heads)"]
+    assert titles[:2] == [
+        "downstream · MLP",
+        "downstream · attention (sum over query heads; K/V path included)",
+    ]
+    assert titles[3] == "informative · attention (query + K/V heads' weights)"
     labels = [t.strip() for t in canonical["informative"].labels]
     n_pos, n_layers = canonical["informative"].mlp.shape
     for i, role in enumerate(roles):
         mlp, attn = fig.data[2 * i], fig.data[2 * i + 1]
         c = canonical[role]
         _close(mlp.z, c.mlp.T.double())
-        _close(attn.z, (c.heads.sum(-1) + c.kv_heads.sum(-1)).T.double())
+        # K/V heads add only to informative (a partition of the weights); downstream and
+        # upstream query-head scores already carry the K/V path
+        kv = c.kv_heads.sum(-1) if role == "informative" else 0
+        _close(attn.z, (c.heads.sum(-1) + kv).T.double())
         _close(attn.z, attention_by_layer(c).T.double())
         assert list(mlp.y) == list(range(n_layers))  # layer 0 first = at the bottom
         assert list(mlp.x) == list(range(n_pos))

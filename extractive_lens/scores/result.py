@@ -4,6 +4,21 @@
 Sign convention everywhere: positive = the component helps the correct answer (raises R).
 Under grouped-query attention the K/V heads are separate components (``kv_heads``); under
 multi-head attention each head owns its K and V and ``kv_heads`` is None.
+
+**What a total means under grouped-query attention** (:func:`kv_is_additive`):
+
+- *Informative* scores are additive over parameters: a query head owns its W_Q rows and W_O
+  columns, a K/V head its W_K / W_V rows, so the components partition the attention weights and
+  a layer's attention total is query heads + K/V heads (= <grad R, Delta> over the layer's
+  attention weights).
+- *Downstream* and *upstream* scores are taken at component outputs. A query head's output is its
+  ``hook_z`` value mix, which already depends on the K and V it reads: the attention layer's output
+  is W_O applied to the concatenated ``hook_z``, so the query heads' scores alone sum to the layer's
+  score taken at the attention output (the identity tested in ``tests/test_scores_gqa.py``). The
+  K/V-head scores (taken at the K and V projections) are a *second decomposition* of the same
+  effect, by the K/V path, and adding them would count it twice. Layer totals, ``sum_heads``,
+  ``total`` and every figure and graph built on them therefore use the query heads only for these
+  roles; the K/V heads remain available per component.
 """
 
 from __future__ import annotations
@@ -21,6 +36,23 @@ from extractive_lens.scores.align import Alignment, AlignmentError
 from extractive_lens.scores.informative import Coverage
 
 KINDS = {"mlp": "mlp", "head": "heads", "kv_head": "kv_heads"}
+ADDITIVE_KV_ROLES = frozenset({"informative"})
+
+
+def kv_is_additive(role: str) -> bool:
+    """Whether K/V-head scores of ``role`` add to the query heads' in a total (module doc):
+    True for informative (a partition of the weights), False for downstream / upstream (the
+    query heads' ``hook_z`` scores already carry the K/V path)."""
+    return role in ADDITIVE_KV_ROLES
+
+
+def attention_total(role: str, heads: Tensor, kv_heads: Tensor | None) -> Tensor:
+    """Sum over the last (head) axis of one attention layer's scores, counting each effect once:
+    query heads, plus the K/V heads only when ``kv_is_additive(role)``."""
+    out = heads.sum(-1)
+    if kv_heads is not None and kv_is_additive(role):
+        out = out + kv_heads.sum(-1)
+    return out
 
 
 def _iter_components(mlp: Tensor, heads: Tensor, kv: Tensor | None) -> Iterator[Component]:
@@ -93,11 +125,9 @@ class ComponentScores:
     # ------------------------------------------------------------------ reductions
 
     def total(self, per_example: bool = False) -> Tensor:
-        """Sum over all components and positions (per example, or over examples too)."""
-        parts = [self.mlp.sum((1, 2)), self.heads.sum((1, 2, 3))]
-        if self.kv_heads is not None:
-            parts.append(self.kv_heads.sum((1, 2, 3)))
-        per = sum(parts)
+        """Sum over all components and positions (per example, or over examples too); K/V heads
+        enter only for informative scores (module doc: no effect counted twice)."""
+        per = self.mlp.sum((1, 2)) + self.sum_heads().sum((1, 2))
         return per if per_example else per.sum()
 
     def sum_positions(self) -> dict[str, Tensor | None]:
@@ -105,9 +135,9 @@ class ComponentScores:
         return {k: None if v is None else v.sum(1) for k, v in self._tensors().items()}
 
     def sum_heads(self) -> Float[Tensor, "example pos layer"]:
-        """Each attention layer's total (all heads, K/V heads included) per example and position."""
-        out = self.heads.sum(-1)
-        return out + self.kv_heads.sum(-1) if self.kv_heads is not None else out
+        """Each attention layer's total per example and position: the query heads, plus the K/V
+        heads for informative scores only (:func:`attention_total`)."""
+        return attention_total(self.role, self.heads, self.kv_heads)
 
     def sum_examples(self) -> dict[str, Tensor | None]:
         """``{"mlp": [pos, layer], "heads": [pos, layer, head], ...}`` summed over examples."""
@@ -118,7 +148,8 @@ class ComponentScores:
         return {k: None if v is None else v.sum(0) / n for k, v in self._tensors().items()}
 
     def layer_totals(self) -> dict[str, Tensor]:
-        """``{"mlp": [layer], "attn": [layer]}`` summed over examples, positions and heads."""
+        """``{"mlp": [layer], "attn": [layer]}`` summed over examples, positions and heads (the
+        attention total as in :meth:`sum_heads`)."""
         return {"mlp": self.mlp.sum((0, 1)), "attn": self.sum_heads().sum((0, 1))}
 
     # ------------------------------------------------------------------ canonical
@@ -199,9 +230,13 @@ class CanonicalScores:
     def component(self, c: Component) -> Float[Tensor, " pos"]:
         return _select(self._tensors(), c)
 
+    def sum_heads(self) -> Float[Tensor, "pos layer"]:
+        """Each attention layer's total per position (:func:`attention_total`)."""
+        return attention_total(self.role, self.heads, self.kv_heads)
+
     def total(self) -> Tensor:
-        out = self.mlp.sum() + self.heads.sum()
-        return out + self.kv_heads.sum() if self.kv_heads is not None else out
+        """Sum over components and positions; K/V heads only for informative scores."""
+        return self.mlp.sum() + self.sum_heads().sum()
 
     def entries(self) -> list[tuple[Component, int, float]]:
         """Every (component, canonical position, score)."""
