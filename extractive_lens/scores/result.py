@@ -89,6 +89,8 @@ class ComponentScores:
         counterfactuals: for upstream scores, the ``[example, K]`` counterfactual items used
             (None: zero counterfactual activation).
         canonical_template: optional prompt whose tokens label the canonical positions.
+        integration: for integrated informative scores (``steps=m``), the quadrature and the
+            exact change R(theta + Delta) - R(theta) (``scores.integrated.Integration``).
     """
 
     role: str
@@ -104,6 +106,7 @@ class ComponentScores:
     canonical_template: str | None = None
     tokenizer: Any = field(default=None, repr=False, compare=False)
     prepend_bos: bool | None = None
+    integration: Any = None
 
     # ------------------------------------------------------------------ access
 
@@ -197,6 +200,7 @@ class ComponentScores:
             "counterfactuals": None
             if self.counterfactuals is None
             else self.counterfactuals.tolist(),
+            "integration": None if self.integration is None else self.integration.to_dict(),
         }
 
 
