@@ -35,6 +35,7 @@ from extractive_lens.demo import DemoResult, run_demo
 from extractive_lens.experiments import (
     OCRResult,
     data_ordering,
+    faithfulness,
     graft_localisation,
     layer_freezing,
     sweep,
@@ -93,6 +94,7 @@ __all__ = [
     "finetune",
     "first_hop",
     "get_dataset",
+    "faithfulness",
     "graft_localisation",
     "graph_figure",
     "head_drilldown",
