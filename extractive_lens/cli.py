@@ -1,6 +1,7 @@
 """The ``extractive-lens`` command line.
 
 extractive-lens demo --out runs/demo          # the main job: OCR, scores, graphs, report.html
+extractive-lens report runs/demo --overwrite  # rebuild report.html from a saved demo, no compute
 extractive-lens ocr --dataset first_hop --model smollm2-135m --lr 1e-4 --epochs 8 --out runs/ocr
 extractive-lens run freezing --model tiny --config config.yaml --out runs/freezing
 """
@@ -67,11 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--score-seed", type=int, default=3, help="seed of the counterfactual draw")
     demo.add_argument("--top-k", type=int, default=12, help="graph nodes per role")
     demo.add_argument(
+        "--save-deltas",
+        action="store_true",
+        help="also save each finetuned delta (about 540 MB each for SmolLM2-135M)",
+    )
+    demo.add_argument(
         "--threads",
         type=int,
         default=None,
         help="torch CPU threads (1 is often faster on a shared CPU)",
     )
+    rebuild = sub.add_parser("report", help="rebuild report.html of a saved demo (no compute)")
+    rebuild.add_argument("dir", type=Path, help="the demo's output directory")
+    rebuild.add_argument("--out", type=Path, default=None, help="default: DIR/report.html")
+    rebuild.add_argument("--overwrite", action="store_true", help="replace an existing report")
     from extractive_lens.experiments.cli_run import add_run_parser
 
     add_run_parser(sub)
@@ -95,11 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_ocr(args, [args.dataset])
         elif args.command == "demo":
             run_demo_command(args)
+        elif args.command == "report":
+            from extractive_lens.demo_io import rebuild_report
+
+            print(f"report: {rebuild_report(args.dir, args.out, overwrite=args.overwrite)}")
         elif args.command == "run":
             from extractive_lens.experiments.cli_run import run_command
 
             return run_command(args)
-    except (ValueError, FileExistsError, RuntimeError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"extractive-lens: error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -126,6 +140,7 @@ def run_demo_command(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         progress=not args.quiet,
         threads=args.threads,
+        save_deltas=args.save_deltas,
     )
 
 

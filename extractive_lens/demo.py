@@ -9,7 +9,7 @@ everything to a new output directory::
       report.html              every figure, the header and the verdict in words (offline)
       summary.json             the summary table, verdicts, configuration, provenance
       first_hop/results.json   OCR history, final ranks, verdict (OCRResult.to_dict)
-      first_hop/delta.safetensors
+      first_hop/delta.safetensors    only with save_deltas (--save-deltas): 500+ MB each
       first_hop/scores.json    canonical scores per role (+ coverage, top components)
       first_hop/scores.safetensors   per-item scores [example, pos, layer(, head)] per role
       first_hop/graph.json     the extractive graph
@@ -166,6 +166,7 @@ def run_demo(
     threads: int | None = None,
     model: Any = None,
     echo: Callable[[str], None] | None = print,
+    save_deltas: bool = False,
 ) -> DemoResult:
     """Run the main job and write its results; see the module docstring for the layout.
 
@@ -188,6 +189,9 @@ def run_demo(
             CPU shared with other jobs, 1 thread can be several times faster than 2.
         model: an already loaded model to use instead of loading ``model_name``.
         echo: where the summary is printed (None: silent).
+        save_deltas: also write each dataset's finetuned delta (fp32, about 540 MB for
+            SmolLM2-135M); off by default so a demo directory stays small.
+        The report can be rebuilt from the directory later: ``extractive-lens report DIR``.
     """
     from extractive_lens.data import get_dataset
     from extractive_lens.experiments.ocr import verify_ocr
@@ -218,6 +222,7 @@ def run_demo(
         "seed": seed,
         "data_seed": data_seed,
         "score_seed": score_seed,
+        "save_deltas": save_deltas,
     }
     runs, notes = [], []
     for name in datasets:
@@ -250,7 +255,7 @@ def run_demo(
         runs.append(
             DatasetRun(dataset.name, ocr, scores, canonical, graph, time.perf_counter() - t0)
         )
-        _save_run(out / dataset.name, runs[-1])
+        _save_run(out / dataset.name, runs[-1], save_deltas)
     demo = DemoResult(
         identity, config, tuple(runs), out, None, time.perf_counter() - start, tuple(notes)
     )
@@ -293,10 +298,10 @@ def _graph(scores: Any, canonical: dict[str, Any], top_k: int):
     return extractive_graph(canonical, top_k=top_k), None
 
 
-def _save_run(directory: Path, run: DatasetRun) -> None:
+def _save_run(directory: Path, run: DatasetRun, save_delta: bool) -> None:
     from safetensors.torch import save_file
 
-    run.ocr.save(directory)
+    run.ocr.save(directory, save_delta=save_delta)
     if run.scores is not None:
         tensors = {}
         for role, s in run.scores.roles().items():

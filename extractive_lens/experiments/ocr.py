@@ -95,8 +95,20 @@ class OCRResult:
         if math.isnan(effect):
             return head + " - no control split, so OCR cannot be judged."
         if effect > 2 * se:
-            return head + f" - OCR: implications beat the control by {effect:.2f} ± {se:.2f} ranks."
-        return head + f" - no OCR: implications vs control differ by {effect:.2f} ± {se:.2f} ranks."
+            return head + (
+                f" - OCR: implications rank {effect:.1f} ± {se:.1f} better than the control "
+                "(significant at 2 SE)."
+            )
+        if effect > 0:
+            return head + (
+                f" - no significant OCR: implications rank {effect:.1f} ± {se:.1f} better than "
+                "the control, not significant at 2 SE."
+            )
+        return head + (
+            f" - no OCR: implications rank {-effect:.1f} ± {se:.1f} worse than the control."
+            if effect < 0
+            else " - no OCR: implications rank the same as the control."
+        )
 
     def capability(self) -> str:
         """The capability pre-check in plain words: can the model do the two-hop at all?
@@ -126,10 +138,12 @@ class OCRResult:
             return f"{self.dataset}: no capability pre-check (the dataset has no known* splits)."
         return f"{self.dataset} pre-check: the model " + "; it ".join(parts) + "."
 
-    def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write ``results.json`` and ``delta.safetensors`` into a new directory."""
+    def save(self, out_dir: str | Path, overwrite: bool = False, save_delta: bool = True) -> Path:
+        """Write ``results.json`` and (with ``save_delta``) ``delta.safetensors`` into a new
+        directory."""
         out = prepare_output_dir(out_dir, overwrite)
-        self.delta.save(out / "delta.safetensors")
+        if save_delta:
+            self.delta.save(out / "delta.safetensors")
         write_json(out / "results.json", self.to_dict())
         return out
 
@@ -148,6 +162,7 @@ class OCRResult:
             "ocr_effect": {"control_minus_implication": effect, "standard_error": se},
             "verdict": self.verdict(),
             "capability": self.capability(),
+            "precheck_sizes": {k: list(v) for k, v in self.precheck_sizes.items()},
             "seconds": self.seconds,
             "provenance": provenance(),
         }
