@@ -142,3 +142,26 @@ def test_mixed_templates_have_no_single_canonical(tiny_mha):
     assert len(s.alignment.groups) == 2
     with pytest.raises(AlignmentError, match="one template"):
         s.canonical()
+
+
+def test_per_slot_canonical_averages_only_over_items_that_have_the_slot(tiny_gpt2):
+    from extractive_lens.models import named_parameters
+
+    gen = torch.Generator().manual_seed(1)
+    delta = {
+        n: 0.02 * torch.randn(p.shape, generator=gen)
+        for n, p in named_parameters(tiny_gpt2).items()
+        if ".h." in n
+    }
+    s = informative_scores(tiny_gpt2, delta, ITEMS, OPTIONS)
+    plain, per_slot = s.canonical(), s.canonical(per_slot=True)
+    slots, _ = canonical_layout(tiny_gpt2.tokenizer, s.alignment)
+    index = [s.alignment.canonical_positions(i, n, slots) for i, n in enumerate(s.lengths)]
+    assert per_slot.counts == plain.counts
+    assert min(plain.counts) < len(ITEMS)  # some slot only the longer entities reach
+    for pos in range(len(plain.labels)):
+        have = [i for i in range(len(ITEMS)) if (index[i] == pos).any()]
+        assert plain.counts[pos] == len(have)
+        sums = [s.mlp[i, : s.lengths[i]][index[i] == pos].sum(0) for i in have]
+        torch.testing.assert_close(per_slot.mlp[pos], torch.stack(sums).mean(0))
+        torch.testing.assert_close(plain.mlp[pos], torch.stack(sums).sum(0) / len(ITEMS))

@@ -25,11 +25,12 @@ ROLE_MEANING = {
 
 
 def as_canonical(scores: Any, template: str | None = None) -> dict[str, Any]:
-    """``{role: CanonicalScores}`` from any of the accepted inputs (see the module docstring)."""
+    """``{role: CanonicalScores}`` from any of the accepted inputs (see the module docstring);
+    raw scores are mapped with ``per_slot=True`` (each token: mean over the items that have it)."""
     from extractive_lens.scores import CanonicalScores, ComponentScores
 
-    if hasattr(scores, "roles") and hasattr(scores, "canonical"):
-        return dict(scores.canonical(template))
+    if hasattr(scores, "roles") and hasattr(scores, "canonical"):  # figures: per-slot means
+        return dict(scores.canonical(template, per_slot=True))
     if not isinstance(scores, Mapping):
         raise TypeError(
             "expected ExtractiveScores or a {role: CanonicalScores} mapping, "
@@ -40,7 +41,7 @@ def as_canonical(scores: Any, template: str | None = None) -> dict[str, Any]:
         if isinstance(value, CanonicalScores):
             out[role] = value
         elif isinstance(value, ComponentScores):
-            out[role] = value.canonical(template)
+            out[role] = value.canonical(template, per_slot=True)
         elif isinstance(value, Mapping):
             kv = value.get("kv_heads")
             out[role] = CanonicalScores(
@@ -51,6 +52,8 @@ def as_canonical(scores: Any, template: str | None = None) -> dict[str, Any]:
                 tuple(value["labels"]),
                 int(value.get("n_items", 0)),
                 value.get("template"),
+                None if value.get("counts") is None else tuple(value["counts"]),
+                bool(value.get("per_slot", False)),
             )
         else:
             raise TypeError(f"scores[{role!r}] is a {type(value).__name__}, not canonical scores")

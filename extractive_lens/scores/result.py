@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -157,12 +158,16 @@ class ComponentScores:
 
     # ------------------------------------------------------------------ canonical
 
-    def canonical(self, template: str | None = None) -> CanonicalScores:
+    def canonical(self, template: str | None = None, per_slot: bool = False) -> CanonicalScores:
         """Mean over items of the scores mapped onto one canonical template (METHOD.md §3).
 
         Upstream scores are already averaged over each item's K counterfactual samples, so this
-        is the mean over items x samples. Summed over canonical positions, a component's canonical
-        score equals its mean per-item total.
+        is the mean over items x samples. By default every position is divided by the number of
+        items, so summed over canonical positions a component's canonical score equals its mean
+        per-item total. With ``per_slot=True`` each position is the mean over the items that
+        *have* it (an entity slot that only long entities reach is not diluted by the items
+        without it): what a figure of "the score at this token" should show. ``counts`` records
+        how many items reached each position.
         """
         from extractive_lens.scores.align import canonical_layout
 
@@ -172,6 +177,13 @@ class ComponentScores:
             self.tokenizer, self.alignment, template or self.canonical_template, self.prepend_bos
         )
         n, width = len(self.examples), len(labels)
+        indices = [
+            self.alignment.canonical_positions(i, length, slots)
+            for i, length in enumerate(self.lengths)
+        ]
+        counts = torch.zeros(width, dtype=torch.long)
+        for index in indices:
+            counts[index.unique()] += 1
         out: dict[str, Tensor | None] = {}
         for key, tensor in self._tensors().items():
             if tensor is None:
@@ -179,12 +191,23 @@ class ComponentScores:
                 continue
             acc = tensor.new_zeros((width, *tensor.shape[2:]))
             for i, length in enumerate(self.lengths):
-                index = self.alignment.canonical_positions(i, length, slots).to(tensor.device)
-                acc.index_add_(0, index, tensor[i, :length])
-            out[key] = acc / n
+                acc.index_add_(0, indices[i].to(tensor.device), tensor[i, :length])
+            if per_slot:
+                div = counts.clamp(min=1).to(acc).view(width, *[1] * (acc.ndim - 1))
+                out[key] = acc / div
+            else:
+                out[key] = acc / n
         group = self.alignment.groups[0]
         return CanonicalScores(
-            self.role, out["mlp"], out["heads"], out["kv_heads"], labels, n, group.template
+            self.role,
+            out["mlp"],
+            out["heads"],
+            out["kv_heads"],
+            labels,
+            n,
+            group.template,
+            tuple(counts.tolist()),
+            per_slot,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +238,9 @@ class CanonicalScores:
         labels: the canonical positions' token strings (entity slots as placeholders).
         n_items: how many items were averaged.
         template: the items' template, if known.
+        counts: how many items reached each position (entity slots: only the long entities).
+        per_slot: True when each position is the mean over its ``counts`` items, False when over
+            all ``n_items`` (then positions sum to the mean per-item total).
     """
 
     role: str
@@ -224,6 +250,8 @@ class CanonicalScores:
     labels: tuple[str, ...]
     n_items: int
     template: str | None = None
+    counts: tuple[int, ...] | None = None
+    per_slot: bool = False
 
     def _tensors(self) -> dict[str, Tensor | None]:
         return {"mlp": self.mlp, "heads": self.heads, "kv_heads": self.kv_heads}
@@ -261,6 +289,8 @@ class CanonicalScores:
             "labels": list(self.labels),
             "n_items": self.n_items,
             "template": self.template,
+            "counts": None if self.counts is None else list(self.counts),
+            "per_slot": self.per_slot,
             "mlp": self.mlp.tolist(),
             "heads": self.heads.tolist(),
             "kv_heads": None if self.kv_heads is None else self.kv_heads.tolist(),
@@ -282,9 +312,11 @@ class ExtractiveScores:
             "downstream": self.downstream,
         }
 
-    def canonical(self, template: str | None = None) -> dict[str, CanonicalScores]:
+    def canonical(
+        self, template: str | None = None, per_slot: bool = False
+    ) -> dict[str, CanonicalScores]:
         """Each role's canonical scores: ``{"upstream": ..., "informative": ..., ...}``."""
-        return {role: s.canonical(template) for role, s in self.roles().items()}
+        return {role: s.canonical(template, per_slot) for role, s in self.roles().items()}
 
     @property
     def coverage(self) -> Coverage | None:
