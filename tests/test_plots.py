@@ -65,6 +65,11 @@ def test_ocr_curves_one_panel_per_dataset_with_styles_values_and_chance(demo):
         assert list(trace.x) == [row["epoch"] for row in rows] == [0, 1, 2]
         _close(trace.y, [row[split] for row in rows])
         assert trace.line.dash == dash[split]
+        # the last point carries +- 1 SE over the items of the final ranks, the others none
+        final = torch.tensor(result.final_ranks[split], dtype=torch.float64)
+        se = float(final.std() / len(final) ** 0.5)
+        assert list(trace.error_y.array[:-1]) == [0.0] * (len(rows) - 1)
+        assert trace.error_y.array[-1] == pytest.approx(se)
     # the first panel's traces live on x/y, the second's on x2/y2
     assert {t.xaxis for t in fig.data} == {"x", "x2"}
     chance = [s for s in fig.layout.shapes if s.y0 == s.y1]
@@ -82,6 +87,7 @@ def test_ocr_curves_from_saved_json_equal_the_live_figure(demo):
     again = ocr_curves(saved)
     for a, b in zip(live.data, again.data, strict=True):
         _close(a.y, b.y)
+        _close(a.error_y.array, b.error_y.array)
 
 
 # --------------------------------------------------------------------------- heatmaps
