@@ -77,6 +77,20 @@ class GraftAndLocalisation:
 
 
 def _graft_and_localise(model, c, progress):
+    """The held-out variants (§5-§6 as first run: 20 held-out names, deranged F')."""
+    from extractive_lens.experiments.grafting import weight_grafting_heldout_variant
+    from extractive_lens.experiments.localisation import graft_localisation_counterfactual_variant
+
+    g = weight_grafting_heldout_variant(model, progress=progress, **c)
+    loc = graft_localisation_counterfactual_variant(
+        model, c["dataset"], grafting=g, data_seed=c["data_seed"]
+    )
+    return GraftAndLocalisation(g, loc)
+
+
+def _graft_and_localise_paper(model, c, progress):
+    """E5 and E6 as the paper runs them (METHOD.md §7): training names, independent redraw, a
+    fresh finetune of the held-out names' facts on top of the grafted model."""
     from extractive_lens.experiments.grafting import weight_grafting
     from extractive_lens.experiments.localisation import graft_localisation
 
@@ -85,11 +99,18 @@ def _graft_and_localise(model, c, progress):
     return GraftAndLocalisation(g, loc)
 
 
+_GRAFT_DEFAULTS = {"lr": 1e-4, "epochs": 8, "batch_size": 8, "seed": 0, "data_seed": 0}
 GRAFT_LOC = Experiment(
     "grafting+localisation",
     _graft_and_localise,
-    {"dataset": "daxwug", "lr": 1e-4, "epochs": 8, "batch_size": 8, "seed": 0, "data_seed": 0},
-    "weight grafting and graft localisation from the same deltas",
+    {"dataset": "daxwug", **_GRAFT_DEFAULTS},
+    "held-out variants of weight grafting and graft localisation from the same deltas",
+)
+GRAFT_LOC_PAPER = Experiment(
+    "grafting+localisation (paper)",
+    _graft_and_localise_paper,
+    {"dataset": "daxwug_paper", **_GRAFT_DEFAULTS},
+    "the paper's weight grafting and graft localisation (METHOD.md §7)",
 )
 
 
@@ -158,6 +179,70 @@ def grid_best(runs: Path, datasets: list[str] | None = None) -> tuple[float, int
     return max(cells, key=score)
 
 
+FIGURES = Path(__file__).with_name("figures")
+
+
+def scores_stage(model: Any, runs: Path, datasets: list[str], lr: float | None = None) -> None:
+    """E2 scores, the faithfulness table and first-order vs integrated informative scores, on the
+    OCR delta of each dataset at the grid's chosen cell (seed 0, the choice seed), or at ``lr``
+    and 8 epochs when given."""
+    import json
+
+    from extractive_lens.data import get_dataset
+    from extractive_lens.experiments.faithfulness import faithfulness, spearman
+    from extractive_lens.experiments.ocr import verify_ocr
+    from extractive_lens.graph import extractive_graph
+    from extractive_lens.plots import graph_figure, score_heatmaps
+    from extractive_lens.scores import extractive_scores, informative_scores
+
+    lr, epochs = grid_best(runs, ["first_hop"]) if lr is None else (lr, EPOCHS)
+    out = runs / "scores"
+    out.mkdir(parents=True, exist_ok=True)
+    FIGURES.mkdir(exist_ok=True)
+    for name in datasets:
+        path = out / f"{name}.json"
+        if path.exists():
+            continue
+        t0 = time.perf_counter()
+        ds = get_dataset(name)
+        ocr = verify_ocr(model, ds, lr=lr, epochs=epochs, seed=GRID_CHOICE_SEED, progress=False)
+        items, options = ds.implications, ds.implication_options
+        scores = extractive_scores(model, ocr.delta, items, options, counterfactuals=10)
+        canonical = scores.canonical(per_slot=True)
+        fig = score_heatmaps(canonical, title=f"{name} (SmolLM2-135M, lr {lr:g}, {epochs} ep.)")
+        fig.write_html(FIGURES / f"e2_{name}_heatmaps.html", include_plotlyjs="cdn")
+        graph = extractive_graph(canonical, top_k=12)
+        graph_figure(graph, title=f"{name}: largest |scores| per role").write_html(
+            FIGURES / f"e2_{name}_graph.html", include_plotlyjs="cdn"
+        )
+        faith = faithfulness(model, ocr.delta, items, options, top_k=20, n_random=20, seed=0)
+        first = scores.informative
+        integ = informative_scores(model, ocr.delta, items, options, steps=4)
+        a, b = first.canonical().entries(), integ.canonical().entries()
+        exact = float(integ.integration.exact_change.sum())
+        record = {
+            "dataset": name,
+            "lr": lr,
+            "epochs": epochs,
+            "ocr": {"final": ocr.final(), "effect": ocr.ocr_effect(), "verdict": ocr.verdict()},
+            "canonical": {role: c.to_dict() for role, c in canonical.items()},
+            "faithfulness": faith.to_dict(),
+            "integrated": {
+                "steps": 4,
+                "rule": integ.integration.rule,
+                "spearman_cells": spearman([e[2] for e in a], [e[2] for e in b]),
+                "exact_change": exact,
+                "first_order_total": float(first.total()),
+                "integrated_total": float(integ.total()),
+                "uncovered_first_order": (first.coverage.uncovered_informative or 0.0),
+                "uncovered_integrated": (integ.coverage.uncovered_informative or 0.0),
+            },
+            "seconds": time.perf_counter() - t0,
+        }
+        path.write_text(json.dumps(record, indent=1, default=float))
+        print(f"scores {name}: {record['seconds']:.0f} s", flush=True)
+
+
 def run_stage(stage: str, model: Any, runs: Path, seeds: list[int], lr: float | None) -> None:
     log = print
     start = time.perf_counter()
@@ -171,6 +256,9 @@ def run_stage(stage: str, model: Any, runs: Path, seeds: list[int], lr: float | 
             log=log,
         )
         print(f"stage grid: {time.perf_counter() - start:.0f} s", flush=True)
+        return
+    if stage == "scores":
+        scores_stage(model, runs, DATASETS, lr)
         return
     if stage == "grid-seeds":
         best_lr_, best_epochs = grid_best(runs)
@@ -234,6 +322,15 @@ def run_stage(stage: str, model: Any, runs: Path, seeds: list[int], lr: float | 
             },
             model=model,
             out_dir=runs / "ordering",
+            log=log,
+        )
+    elif stage == "grafting-paper":
+        sweep(
+            GRAFT_LOC_PAPER,
+            {"seed": seeds},
+            fixed={"epochs": EPOCHS, "lr": lr},
+            model=model,
+            out_dir=runs / "grafting-paper",
             log=log,
         )
     elif stage == "grafting":
@@ -405,6 +502,126 @@ def block_localisation(runs: Path) -> str:
     )
 
 
+def block_grid(runs: Path) -> str:
+    cells = grid_cells(runs)
+    if not cells:
+        return "(not run)"
+    rows = []
+    for (lr, epochs), by_ds in sorted(cells.items()):
+        row: dict[str, Any] = {"lr": f"{lr:g}", "epochs": epochs}
+        for d in DATASETS:
+            effect, fact = by_ds.get(d, (math.nan, math.nan))
+            row[f"{d} fact"] = fact
+            row[f"{d} effect"] = effect
+        rows.append(row)
+    ran = sorted({d for by_ds in cells.values() for d in by_ds})
+    lr, epochs = grid_best(runs, ran)
+    seeds = _ok(runs, "grid-seeds")
+    text = markdown_table(rows) + (
+        f"\n\nSeed {GRID_CHOICE_SEED} only (the choice seed); effect = control minus "
+        "implication mean rank at that epoch of the 16-epoch run (constant lr, one seeded "
+        f"shuffling generator: epochs 4 and 8 are exactly the shorter runs). Datasets run: "
+        f"{', '.join(ran)}. Chosen cell (largest mean effect over them): **lr {lr:g}, "
+        f"{epochs} epochs**. Wall time: {_wall(_ok(runs, 'grid'))}."
+    )
+    if seeds:
+        table = [
+            {
+                "dataset": d,
+                "seeds": len(rs),
+                "fact": mean_spread(r["summary"]["facts"] for r in rs),
+                "impl.": mean_spread(r["summary"]["implications"] for r in rs),
+                "control": mean_spread(r["summary"]["control_implications"] for r in rs),
+                "effect": mean_spread(r["summary"]["ocr_effect"] for r in rs),
+            }
+            for d in DATASETS
+            if (rs := [r for r in seeds if r["config"]["dataset"] == d])
+        ]
+        text += "\n\nAt the chosen cell, seeds the choice never saw:\n\n" + markdown_table(table)
+    else:
+        text += f"\n\nNot run: the chosen cell on seeds {GRID_REPORT_SEEDS} (stage `grid-seeds`)."
+    return text
+
+
+def block_scores(runs: Path) -> str:
+    import json
+
+    directory = runs / "scores"
+    records = (
+        [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+        if directory.is_dir()
+        else []
+    )
+    if not records:
+        return "(not run)"
+    rows, integ = [], []
+    for r in records:
+        for row in r["faithfulness"]["table"]:
+            rows.append({"dataset": r["dataset"], **row})
+        i = r["integrated"]
+        exact = i["exact_change"]
+        integ.append(
+            {
+                "dataset": r["dataset"],
+                "exact R change": exact,
+                "first-order total": i["first_order_total"] + i["uncovered_first_order"],
+                "integrated total (m=4)": i["integrated_total"] + i["uncovered_integrated"],
+                "first-order share": (i["first_order_total"] + i["uncovered_first_order"]) / exact,
+                "Spearman first-order vs integrated (cells)": i["spearman_cells"],
+            }
+        )
+    cfg = records[0]
+    passes = records[0]["faithfulness"]["passes"]
+    return (
+        markdown_table(rows)
+        + f"\n\nOCR delta at lr {cfg['lr']:g}, {cfg['epochs']} epochs, seed {GRID_CHOICE_SEED}; "
+        "cells = (component, canonical position) of the implications, the 20 with the largest "
+        "|informative score| and 20 drawn at random; exact = R change of giving that component "
+        f"its finetuned weights at that position only. Cost per dataset: {passes}.\n\n"
+        + markdown_table(integ)
+        + "\n\nTotals are summed over items (component scores plus the parameters no "
+        "component owns); 'share' = first-order total / exact change."
+    )
+
+
+def block_grafting_paper(runs: Path) -> str:
+    records = _ok(runs, "grafting-paper")
+    if not records:
+        return "(not run)"
+    table = mean_spread_table([r["table"] for r in records])
+    effects = mean_spread_table(
+        [
+            [
+                {
+                    "graft effect (control - graft on I(F'), changed items)": r["summary"][
+                        "graft_effect"
+                    ],
+                    "follows new facts (I(F) - I(F') under graft)": r["summary"][
+                        "follows_new_facts"
+                    ],
+                }
+            ]
+            for r in records
+        ]
+    )
+    cfg = records[0]["config"]
+    return (
+        markdown_table(table)
+        + "\n\n"
+        + markdown_table(effects)
+        + f"\n\nlr {cfg['lr']:g}, {cfg['epochs']} epochs, seeds "
+        f"{sorted(r['config']['seed'] for r in records)}. Wall time: {_wall(records)}."
+    )
+
+
+def block_localisation_paper(runs: Path) -> str:
+    records = _ok(runs, "grafting-paper")
+    if not records:
+        return "(not run)"
+    table = mean_spread_table([r["result"]["localisation"]["table"] for r in records])
+    return markdown_table(table, ["components", "cells", "r", "r²", "slope", "paper r²"])
+
+
 def block_summary(runs: Path) -> str:
     rows = []
     for name, label in (
@@ -415,6 +632,8 @@ def block_summary(runs: Path) -> str:
         ("grafting", "grafting + localisation"),
     ):
         rows.append({"experiment": label, "wall time": _wall(_ok(runs, name))})
+    if all(row["wall time"] == "not run" for row in rows):
+        return "(not run)"
     return markdown_table(rows)
 
 
@@ -501,6 +720,10 @@ def block_key(runs: Path) -> str:
 
 
 BLOCKS = {
+    "grid": block_grid,
+    "scores": block_scores,
+    "grafting_paper": block_grafting_paper,
+    "localisation_paper": block_localisation_paper,
     "sweep": block_sweep,
     "paraphrases": block_paraphrases,
     "freezing": block_freezing,
@@ -519,8 +742,11 @@ def write(runs: Path, doc: Path = DOC) -> None:
         if begin not in text:
             text += f"\n{begin}\n{end}\n"
         head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{begin}\n{block(runs)}\n{end}{tail}"
+        stored, tail = rest.split(end, 1)
+        new = block(runs)
+        if new == "(not run)" and stored.strip() and stored.strip() != "(not run)":
+            new = stored.strip()  # keep tables whose runs are not in this --runs directory
+        text = f"{head}{begin}\n{new}\n{end}{tail}"
     doc.write_text(text)
     print(f"wrote {doc}")
 
@@ -537,12 +763,14 @@ def main(argv: list[str] | None = None) -> int:
             "all",
             "grid",
             "grid-seeds",
+            "scores",
             "sweep",
             "sweep-best",
             "paraphrases",
             "freezing",
             "ordering",
             "grafting",
+            "grafting-paper",
             "write",
         ],
     )
