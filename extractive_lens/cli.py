@@ -18,6 +18,7 @@ import torch
 
 DATASETS = ("first_hop", "second_hop", "daxwug")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEMO_LR = 3e-4  # = extractive_lens.demo.DEMO_LR (not imported: it would load plotly for --help)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(ocr, lr=1e-4)
     demo = sub.add_parser("demo", help="the main job: OCR, extractive scores, graphs, report")
     _model_args(demo)
-    _train_args(demo, lr=1e-4)
+    _train_args(demo, lr=DEMO_LR)
     demo.add_argument("--datasets", nargs="+", default=["first_hop", "second_hop"])
     demo.add_argument(
         "--counterfactuals",

@@ -158,6 +158,16 @@ def test_report_rebuilds_from_a_saved_demo_without_recomputing(demo, tmp_path, m
     assert cli.main(["report", str(tmp_path)]) == 2  # not a demo directory
 
 
+def test_cli_demo_defaults_are_the_library_defaults():
+    import inspect
+
+    from extractive_lens import cli, demo
+
+    args = cli.build_parser().parse_args(["demo"])
+    assert args.lr == demo.DEMO_LR == inspect.signature(run_demo).parameters["lr"].default
+    assert not args.save_deltas
+
+
 def test_verdict_words_match_the_numbers():
     from extractive_lens.delta import WeightDelta
     from extractive_lens.experiments.ocr import OCRResult
@@ -184,7 +194,7 @@ def test_verdict_words_match_the_numbers():
 def test_demo_on_the_tiny_model_with_defaults(tmp_path):
     # Wall time is a benchmark matter, not a test's: this checks the defaults run end to end.
     result = run_demo("tiny", tmp_path / "demo", progress=False, echo=None)
-    assert result.config["lr"] == 1e-4 and result.config["epochs"] == 8
+    assert result.config["lr"] == 3e-4 and result.config["epochs"] == 8
     assert (tmp_path / "demo" / "report.html").is_file()
 
 
@@ -200,4 +210,4 @@ def test_demo_on_smollm2(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "first_hop" in printed and "report:" in printed
-    assert result.rows()[0]["fact rank"] < 1.0  # METHOD.md §6 pilot: 0.0 at lr 1e-4
+    assert result.rows()[0]["fact rank"] < 1.0  # docs/results.md §1: 0.00 at lr 3e-4
