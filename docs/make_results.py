@@ -164,8 +164,14 @@ def grid_best(runs: Path, datasets: list[str] | None = None) -> tuple[float, int
     rank. A cell missing a dataset (e.g. diverged) is never chosen."""
     datasets = datasets or DATASETS
     cells = grid_cells(runs)
-    if not cells:
-        raise SystemExit("no finished grid runs: run --stage grid first")
+    missing = [
+        (d, lr)
+        for d in datasets
+        for lr in GRID_LRS
+        if d not in cells.get((lr, max(GRID_EPOCHS)), {})
+    ]
+    if missing:
+        raise SystemExit(f"the grid is incomplete (missing {missing}): run --stage grid first")
 
     def score(cell: tuple[float, int]) -> tuple[float, float]:
         got = cells[cell]
@@ -366,6 +372,8 @@ def _wall(records: list[dict]) -> str:
 
 def block_sweep(runs: Path) -> str:
     records = _ok(runs, "sweep")
+    if not records:
+        return "(not run)"
     failed = [r for r in load_sweep(runs / "sweep") if r["status"] != "ok"] if records else []
     rows = []
     for dataset in DATASETS:
@@ -514,15 +522,19 @@ def block_grid(runs: Path) -> str:
             row[f"{d} fact"] = fact
             row[f"{d} effect"] = effect
         rows.append(row)
-    ran = sorted({d for by_ds in cells.values() for d in by_ds})
-    lr, epochs = grid_best(runs, ran)
+    try:
+        lr, epochs = grid_best(runs)
+        choice = (
+            f"Chosen cell (largest mean effect over both datasets): **lr {lr:g}, {epochs} epochs**."
+        )
+    except SystemExit as err:
+        choice = f"No cell chosen: {err}."
     seeds = _ok(runs, "grid-seeds")
     text = markdown_table(rows) + (
         f"\n\nSeed {GRID_CHOICE_SEED} only (the choice seed); effect = control minus "
         "implication mean rank at that epoch of the 16-epoch run (constant lr, one seeded "
-        f"shuffling generator: epochs 4 and 8 are exactly the shorter runs). Datasets run: "
-        f"{', '.join(ran)}. Chosen cell (largest mean effect over them): **lr {lr:g}, "
-        f"{epochs} epochs**. Wall time: {_wall(_ok(runs, 'grid'))}."
+        "shuffling generator: epochs 4 and 8 are exactly the shorter runs). "
+        f"{choice} Wall time: {_wall(_ok(runs, 'grid'))}."
     )
     if seeds:
         table = [
@@ -695,7 +707,7 @@ def block_key(runs: Path) -> str:
         for row, paper in (("counterfactual", 9.12), ("graft", 1.13), ("control", 8.42)):
             rows.append(
                 {
-                    "what": f"grafting {row}: I(F') (control I(F'))",
+                    "what": f"grafting, held-out variant, {row}: I(F') (control I(F'))",
                     "ours": f"{format_cell(_cell(grafting, f'{row}/counterfactual_implications'))}"
                     f" ({format_cell(_cell(grafting, f'{row}/counterfactual_control'))})",
                     "paper (OLMo-7B)": f"{paper:.2f}",
@@ -703,7 +715,7 @@ def block_key(runs: Path) -> str:
             )
         rows.append(
             {
-                "what": "grafting graft: I(F), the implications it was trained on",
+                "what": "grafting, held-out variant, graft: I(F), the implications trained on",
                 "ours": format_cell(_cell(grafting, "graft/implications")),
                 "paper (OLMo-7B)": "3.31",
             }
@@ -711,7 +723,8 @@ def block_key(runs: Path) -> str:
         for kind, paper in (("MLPs", 0.49), ("heads", 0.28)):
             rows.append(
                 {
-                    "what": f"graft localisation r² ({kind})",
+                    "what": f"graft localisation r² ({kind}), counterfactual variant: not the "
+                    "paper's quantity",
                     "ours": format_cell(_cell(grafting, f"loc/r2/{kind}")),
                     "paper (OLMo-7B)": f"{paper:.2f}",
                 }
