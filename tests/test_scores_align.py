@@ -77,16 +77,19 @@ def test_canonical_positions_and_labels(tok):
         canonical_layout(tok, a, "Some other prompt X is from speak")
 
 
-def test_canonical_scores_keep_totals(tiny_gpt2):
+def _block_delta(model, seed):
     from extractive_lens.models import named_parameters
 
-    gen = torch.Generator().manual_seed(0)
-    delta = {
+    gen = torch.Generator().manual_seed(seed)
+    return {
         n: 0.02 * torch.randn(p.shape, generator=gen)
-        for n, p in named_parameters(tiny_gpt2).items()
+        for n, p in named_parameters(model).items()
         if ".h." in n
     }
-    s = informative_scores(tiny_gpt2, delta, ITEMS, OPTIONS)
+
+
+def test_canonical_scores_keep_totals(tiny_gpt2):
+    s = informative_scores(tiny_gpt2, _block_delta(tiny_gpt2, 0), ITEMS, OPTIONS)
     for template in (None, "The people in the city X Y is from speak"):
         c = s.canonical(template)
         assert c.mlp.shape[0] == len(c.labels)
@@ -145,15 +148,7 @@ def test_mixed_templates_have_no_single_canonical(tiny_mha):
 
 
 def test_per_slot_canonical_averages_only_over_items_that_have_the_slot(tiny_gpt2):
-    from extractive_lens.models import named_parameters
-
-    gen = torch.Generator().manual_seed(1)
-    delta = {
-        n: 0.02 * torch.randn(p.shape, generator=gen)
-        for n, p in named_parameters(tiny_gpt2).items()
-        if ".h." in n
-    }
-    s = informative_scores(tiny_gpt2, delta, ITEMS, OPTIONS)
+    s = informative_scores(tiny_gpt2, _block_delta(tiny_gpt2, 1), ITEMS, OPTIONS)
     plain, per_slot = s.canonical(), s.canonical(per_slot=True)
     slots, _ = canonical_layout(tiny_gpt2.tokenizer, s.alignment)
     index = [s.alignment.canonical_positions(i, n, slots) for i, n in enumerate(s.lengths)]
