@@ -82,8 +82,16 @@ def head_matrix(c: Any) -> Tensor:
 
 
 def choose_position(canonical: Mapping[str, Any]) -> int:
-    """The canonical position with the largest attention effect (sum of |score| over roles)."""
-    totals = sum(head_matrix(c).abs().sum((1, 2)) for c in canonical.values())
+    """The canonical position with the largest attention effect: sum over roles and heads of
+    |score|, K/V heads only where they add (informative; see ``attention_by_layer``)."""
+    from extractive_lens.scores.result import attention_total
+
+    totals = sum(
+        attention_total(
+            c.role, c.heads.abs(), None if c.kv_heads is None else c.kv_heads.abs()
+        ).sum(1)
+        for c in canonical.values()
+    )
     return int(torch.as_tensor(totals).argmax())
 
 
