@@ -631,7 +631,14 @@ def block_localisation_paper(runs: Path) -> str:
     if not records:
         return "(not run)"
     table = mean_spread_table([r["result"]["localisation"]["table"] for r in records])
-    return markdown_table(table, ["components", "cells", "r", "r²", "slope", "paper r²"])
+    for row in table:
+        row["cells"] = int(row["cells"]["mean"])
+    ocr = mean_spread_table([[r["result"]["localisation"]["ocr_ranks"]] for r in records])
+    return (
+        markdown_table(table, ["components", "cells", "r", "r²", "slope", "paper r²"])
+        + "\n\nThe grafted model after the fresh finetune on the held-out names (mean rank):\n\n"
+        + markdown_table(ocr)
+    )
 
 
 def block_summary(runs: Path) -> str:
