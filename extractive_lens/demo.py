@@ -324,15 +324,7 @@ def _save_run(directory: Path, run: DatasetRun, save_delta: bool) -> None:
                 "canonical": None
                 if run.canonical is None
                 else {role: c.to_dict() for role, c in run.canonical.items()},
-                "top": None
-                if run.canonical is None
-                else {
-                    role: [
-                        {"component": str(comp), "position": pos, "score": value}
-                        for comp, pos, value in c.top(10, absolute=True)
-                    ]
-                    for role, c in run.canonical.items()
-                },
+                "top": None if run.canonical is None else _top_with_intervals(run),
                 "coverage": None if coverage is None else coverage.to_dict(),
                 "tokens": [list(t) for t in run.scores.informative.tokens],
                 "counterfactuals": None
@@ -342,6 +334,23 @@ def _save_run(directory: Path, run: DatasetRun, save_delta: bool) -> None:
         )
     if run.graph is not None:
         write_json(directory / "graph.json", run.graph.to_dict())
+
+
+def _top_with_intervals(run: DatasetRun, k: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """Each role's ``k`` largest |scores| with a 95% bootstrap interval over the items."""
+    out = {}
+    for role, c in run.canonical.items():
+        low, high = run.scores.roles()[role].canonical_interval(per_slot=c.per_slot, seed=0)
+        out[role] = [
+            {
+                "component": str(comp),
+                "position": pos,
+                "score": value,
+                "interval_95": [float(low.component(comp)[pos]), float(high.component(comp)[pos])],
+            }
+            for comp, pos, value in c.top(k, absolute=True)
+        ]
+    return out
 
 
 @contextmanager

@@ -75,6 +75,12 @@ def test_saved_scores_and_graph_match_the_results(demo):
         torch.testing.assert_close(
             torch.tensor(scores["canonical"][role]["mlp"]), c.mlp.float(), check_dtype=False
         )
+    for role, entries in scores["top"].items():  # largest |scores| with bootstrap intervals
+        c = run.canonical[role]
+        assert [e["score"] for e in entries] == [v for _, _, v in c.top(10, absolute=True)]
+        for e in entries:
+            lo, hi = e["interval_95"]
+            assert lo <= hi
     graph = json.loads((result.out_dir / "first_hop" / "graph.json").read_text())
     assert graph == json.loads(json.dumps(run.graph.to_dict()))
     assert {n["role"] for n in graph["nodes"]} == {"upstream", "informative", "downstream"}

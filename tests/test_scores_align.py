@@ -160,3 +160,21 @@ def test_per_slot_canonical_averages_only_over_items_that_have_the_slot(tiny_gpt
         sums = [s.mlp[i, : s.lengths[i]][index[i] == pos].sum(0) for i in have]
         torch.testing.assert_close(per_slot.mlp[pos], torch.stack(sums).mean(0))
         torch.testing.assert_close(plain.mlp[pos], torch.stack(sums).sum(0) / len(ITEMS))
+
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_more_items(tiny_gpt2):
+    delta = _block_delta(tiny_gpt2, 2)
+    s = informative_scores(tiny_gpt2, delta, ITEMS, OPTIONS)
+    point = s.canonical(per_slot=True)
+    low, high = s.canonical_interval(n_boot=400, seed=0)
+    assert torch.all(low.mlp <= high.mlp + 1e-12) and low.labels == point.labels
+    inside = ((low.heads <= point.heads + 1e-9) & (point.heads <= high.heads + 1e-9)).float()
+    assert inside.mean() > 0.9
+    # the same items four times over: the interval of the mean narrows by about sqrt(4) = 2
+    many = informative_scores(tiny_gpt2, delta, ITEMS * 4, OPTIONS)
+    low4, high4 = many.canonical_interval(n_boot=400, seed=0)
+    torch.testing.assert_close(many.canonical(per_slot=True).mlp, point.mlp)
+    ratio = float((high4.mlp - low4.mlp).sum() / (high.mlp - low.mlp).sum())
+    assert 0.35 < ratio < 0.75
+    with pytest.raises(ValueError, match="level"):
+        s.canonical_interval(level=1.5)

@@ -169,34 +169,18 @@ class ComponentScores:
         without it): what a figure of "the score at this token" should show. ``counts`` records
         how many items reached each position.
         """
-        from extractive_lens.scores.align import canonical_layout
-
-        if self.alignment is None:
-            raise AlignmentError(self.alignment_error or "these scores carry no alignment")
-        slots, labels = canonical_layout(
-            self.tokenizer, self.alignment, template or self.canonical_template, self.prepend_bos
-        )
+        labels, per_item, present = self.canonical_parts(template)
         n, width = len(self.examples), len(labels)
-        indices = [
-            self.alignment.canonical_positions(i, length, slots)
-            for i, length in enumerate(self.lengths)
-        ]
-        counts = torch.zeros(width, dtype=torch.long)
-        for index in indices:
-            counts[index.unique()] += 1
+        counts = present.sum(0)
         out: dict[str, Tensor | None] = {}
-        for key, tensor in self._tensors().items():
+        for key, tensor in per_item.items():
             if tensor is None:
                 out[key] = None
-                continue
-            acc = tensor.new_zeros((width, *tensor.shape[2:]))
-            for i, length in enumerate(self.lengths):
-                acc.index_add_(0, indices[i].to(tensor.device), tensor[i, :length])
-            if per_slot:
-                div = counts.clamp(min=1).to(acc).view(width, *[1] * (acc.ndim - 1))
-                out[key] = acc / div
+            elif per_slot:
+                div = counts.clamp(min=1).to(tensor).view(width, *[1] * (tensor.ndim - 2))
+                out[key] = tensor.sum(0) / div
             else:
-                out[key] = acc / n
+                out[key] = tensor.sum(0) / n
         group = self.alignment.groups[0]
         return CanonicalScores(
             self.role,
@@ -209,6 +193,93 @@ class ComponentScores:
             tuple(counts.tolist()),
             per_slot,
         )
+
+    def canonical_interval(
+        self,
+        template: str | None = None,
+        per_slot: bool = True,
+        *,
+        n_boot: int = 1000,
+        level: float = 0.95,
+        seed: int = 0,
+    ) -> tuple[CanonicalScores, CanonicalScores]:
+        """Percentile bootstrap interval over items of :meth:`canonical`: (low, high).
+
+        Items are resampled with replacement ``n_boot`` times (seeded); each resample's canonical
+        scores are computed as :meth:`canonical` does, and the ``(1 - level) / 2`` and
+        ``(1 + level) / 2`` quantiles are returned per cell. No model pass is needed.
+        """
+        if not 0 < level < 1 or n_boot < 2:
+            raise ValueError(f"need 0 < level < 1 and n_boot >= 2, got {level}, {n_boot}")
+        labels, per_item, present = self.canonical_parts(template)
+        n = len(self.examples)
+        gen = torch.Generator().manual_seed(seed)
+        draws = torch.randint(0, n, (n_boot, n), generator=gen)
+        weights = torch.zeros(n_boot, n).scatter_add_(1, draws, torch.ones(n_boot, n))
+        counts = (weights @ present.float()).clamp(min=1)  # [boot, pos]
+        low: dict[str, Tensor | None] = {}
+        high: dict[str, Tensor | None] = {}
+        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+        for key, tensor in per_item.items():
+            if tensor is None:
+                low[key] = high[key] = None
+                continue
+            flat = tensor.reshape(n, -1).double()
+            sums = (weights.double() @ flat).view(n_boot, *tensor.shape[1:])
+            div = counts if per_slot else torch.full_like(counts, n)
+            means = sums / div.double().view(n_boot, -1, *[1] * (tensor.ndim - 2))
+            lo, hi = torch.quantile(means, q, dim=0)
+            low[key], high[key] = lo.to(tensor.dtype), hi.to(tensor.dtype)
+        group = self.alignment.groups[0]
+        counts_all = tuple(present.sum(0).tolist())
+        return tuple(
+            CanonicalScores(
+                self.role,
+                b["mlp"],
+                b["heads"],
+                b["kv_heads"],
+                labels,
+                n,
+                group.template,
+                counts_all,
+                per_slot,
+            )
+            for b in (low, high)
+        )
+
+    def canonical_parts(
+        self, template: str | None = None
+    ) -> tuple[tuple[str, ...], dict[str, Tensor | None], Tensor]:
+        """Each item's scores summed onto the canonical positions, before averaging.
+
+        Returns the position labels, ``{"mlp": [example, pos, layer], "heads": ..., ...}`` and
+        ``present`` ``[example, pos]`` (1 where the item has a token at that position).
+        """
+        from extractive_lens.scores.align import canonical_layout
+
+        if self.alignment is None:
+            raise AlignmentError(self.alignment_error or "these scores carry no alignment")
+        slots, labels = canonical_layout(
+            self.tokenizer, self.alignment, template or self.canonical_template, self.prepend_bos
+        )
+        n, width = len(self.examples), len(labels)
+        indices = [
+            self.alignment.canonical_positions(i, length, slots)
+            for i, length in enumerate(self.lengths)
+        ]
+        present = torch.zeros(n, width, dtype=torch.long)
+        for i, index in enumerate(indices):
+            present[i, index.unique()] = 1
+        out: dict[str, Tensor | None] = {}
+        for key, tensor in self._tensors().items():
+            if tensor is None:
+                out[key] = None
+                continue
+            acc = tensor.new_zeros((n, width, *tensor.shape[2:]))
+            for i, length in enumerate(self.lengths):
+                acc[i].index_add_(0, indices[i].to(tensor.device), tensor[i, :length])
+            out[key] = acc
+        return labels, out, present
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python (JSON-ready) form."""
