@@ -51,6 +51,8 @@ def test_demo_writes_every_output(demo):
             assert (d / f).is_file(), f"{d / f} missing"
         assert not (d / "delta.safetensors").exists()  # deltas only with save_deltas
         assert (d / "graph.json").is_file()
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    assert size < 50e6  # by default nothing large is written (deltas only with save_deltas)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["summary"] == json.loads(json.dumps(result.rows()))
     assert summary["config"]["lr"] == 3e-3 and summary["config"]["epochs"] == 2
