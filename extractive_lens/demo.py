@@ -300,7 +300,10 @@ def _graph(scores: Any, canonical: dict[str, Any], top_k: int):
         from extractive_lens.graph import extractive_graph
     except ImportError:
         return None, "extractive_lens.graph is not available: no graph drawn"
-    return extractive_graph(canonical, top_k=top_k), None
+    intervals = {  # edges only between nodes whose 95% bootstrap interval excludes 0
+        role: s.canonical_interval(per_slot=True, seed=0) for role, s in scores.roles().items()
+    }
+    return extractive_graph(canonical, top_k=top_k, intervals=intervals), None
 
 
 def _save_run(directory: Path, run: DatasetRun, save_delta: bool) -> None:

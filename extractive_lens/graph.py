@@ -50,6 +50,8 @@ class Node:
     upstream: float
     informative: float
     downstream: float
+    significant: bool | None = None
+    """Whether the role score's bootstrap interval over items excludes 0 (None: not tested)."""
 
     @property
     def id(self) -> str:
@@ -74,6 +76,7 @@ class Node:
             "upstream": self.upstream,
             "informative": self.informative,
             "downstream": self.downstream,
+            "significant": self.significant,
         }
 
 
@@ -192,6 +195,7 @@ def extractive_graph(
     threshold: float | None = None,
     template: str | None = None,
     select: str = "magnitude",
+    intervals: Mapping[str, tuple[CanonicalScores, CanonicalScores]] | None = None,
 ) -> ExtractiveGraph:
     """Select each role's nodes and connect them upstream -> informative -> downstream.
 
@@ -204,6 +208,9 @@ def extractive_graph(
             ``top_k=10``.
         template: canonical template for ``ExtractiveScores.canonical``.
         select: ``"magnitude"`` (default: negative cells are shown too) or ``"positive"``.
+        intervals: role -> (low, high) bootstrap bounds (``ComponentScores.canonical_interval``).
+            With them each node records whether its interval excludes 0, and possible-path
+            edges join only nodes that pass that test.
     """
     if select not in SELECTIONS:
         raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
@@ -227,6 +234,7 @@ def extractive_graph(
                 pos,
                 first.labels[pos],
                 *(float(canon[r].component(c)[pos]) for r in ROLES),
+                _excludes_zero(intervals, role, c, pos),
             )
             for c, pos, _ in _select(canon[role], top_k, threshold, select)
         ]
@@ -235,7 +243,9 @@ def extractive_graph(
         for src, dst in (("upstream", "informative"), ("informative", "downstream"))
         for a in nodes[src]
         for b in nodes[dst]
-        if can_reach(a.component, a.position, b.component, b.position, group)
+        if a.significant is not False
+        and b.significant is not False
+        and can_reach(a.component, a.position, b.component, b.position, group)
     ]
     return ExtractiveGraph(
         nodes=[n for r in ROLES for n in nodes[r]],
@@ -247,6 +257,19 @@ def extractive_graph(
         template=first.template,
         select=select,
     )
+
+
+def _excludes_zero(
+    intervals: Mapping[str, tuple[CanonicalScores, CanonicalScores]] | None,
+    role: str,
+    c: Component,
+    pos: int,
+) -> bool | None:
+    if intervals is None or role not in intervals:
+        return None
+    low, high = intervals[role]
+    lo, hi = float(low.component(c)[pos]), float(high.component(c)[pos])
+    return lo > 0 or hi < 0
 
 
 __all__ = ["ExtractiveGraph", "Node", "can_reach", "extractive_graph"]

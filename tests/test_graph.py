@@ -107,3 +107,24 @@ def test_threshold_selection(scores):
     assert len(extractive_graph(canon, top_k=2, threshold=cut).by_role("downstream")) == 2
     with pytest.raises(ValueError, match="roles"):
         extractive_graph({"informative": canon["informative"]})
+
+
+def test_edges_only_between_nodes_whose_interval_excludes_zero(scores):
+    canon = scores.canonical(per_slot=True)
+    intervals = {
+        role: s.canonical_interval(per_slot=True, n_boot=200, seed=0)
+        for role, s in scores.roles().items()
+    }
+    g = extractive_graph(canon, top_k=8, intervals=intervals)
+    for n in g.nodes:
+        low, high = intervals[n.role]
+        lo = float(low.component(n.component)[n.position])
+        hi = float(high.component(n.component)[n.position])
+        assert n.significant == (lo > 0 or hi < 0)
+    ids = {n.id: n for n in g.nodes}
+    assert all(ids[s].significant and ids[t].significant for s, t in g.edges)
+    plain = extractive_graph(canon, top_k=8)
+    assert {n.id for n in plain.nodes} == {n.id for n in g.nodes}  # same nodes, fewer edges
+    assert set(g.edges) <= set(plain.edges)
+    assert all(n.significant is None for n in plain.nodes)
+    assert g.to_dict()["nodes"][0]["significant"] == g.nodes[0].significant

@@ -39,6 +39,7 @@ class GraphNode:
     token: str
     role: str
     scores: dict[str, float]
+    significant: bool | None = None
 
     @property
     def score(self) -> float:
@@ -77,7 +78,8 @@ def graph_figure(graph: Any, *, title: str | None = None) -> go.Figure:
     Sizes compare nodes of one role (each role's largest |score| gets the largest marker).
 
     Within a (token, layer) cell the MLP sits above the attention heads, which are spread side by
-    side. Filled markers help the correct answer, open ones hurt it (the legend says so); the
+    side. Filled markers help the correct answer, open ones hurt it (the legend says so); faint
+    ones have a bootstrap interval that includes 0 (when the graph was built with intervals); the
     larger nodes are named. Edges are possible paths (``graph.EDGE_MEANING``), labelled as such.
     Hover shows the component, token, layer, role and all three scores.
     """
@@ -140,6 +142,8 @@ def graph_figure(graph: Any, *, title: str | None = None) -> go.Figure:
                         "circle" if not nodes[i].score < 0 else "circle-open" for i in members
                     ],
                     "line": {"width": 1.5, "color": ROLE_COLOURS.get(role, "#777")},
+                    # a node whose bootstrap interval includes 0 is drawn faint, without edges
+                    "opacity": [0.3 if nodes[i].significant is False else 1.0 for i in members],
                 },
                 customdata=[
                     [
@@ -259,6 +263,7 @@ def _node(i: int, raw: Any, labels: Sequence[str] | None) -> GraphNode:
         str(token or ""),
         str(_get(raw, "role")),
         scores,
+        _get(raw, "significant", default=None),
     )
 
 
