@@ -331,8 +331,8 @@ def _demo_report(demo: Any, title: str | None) -> Report:
                 graph_figure(run.graph, title=f"{name}: extractive structure"),
                 "Each node is a component at (token, layer) with one of the largest |scores| of "
                 "its role (green upstream, orange informative, blue downstream), sized by |score| "
-                "within its role, open markers negative (hurting the answer), faint ones with a 95% "
-                "bootstrap interval over items that includes 0, and lines possible paths only "
+                "within its role, open markers negative (hurting the answer), faint ones with a "
+                "95% bootstrap interval over items that includes 0, and lines possible paths only "
                 "(the later node can read the earlier one, both intervals exclude 0), not "
                 "measured flow; hover a node for all three scores.",
                 section=section,
