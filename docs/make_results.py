@@ -40,6 +40,10 @@ from extractive_lens.experiments.sweep import load_sweep, sweep  # noqa: E402
 DOC = Path(__file__).with_name("results.md")
 LRS = [3e-5, 1e-4, 3e-4]
 SEEDS = [0, 1, 2]
+GRID_LRS = [1e-4, 3e-4, 1e-3]
+GRID_EPOCHS = [4, 8, 16]  # one 16-epoch run per lr: epochs 4 and 8 are its history rows
+GRID_CHOICE_SEED = 0  # the grid's cell is chosen on this seed ...
+GRID_REPORT_SEEDS = [1, 2, 3]  # ... and reported on these, which the choice never saw
 DATASETS = ["first_hop", "second_hop"]
 EPOCHS = 8
 ORDER_EPOCHS = 3  # phase-1 epochs per sub-phase of the ordering experiment (cost: 168 examples)
@@ -73,6 +77,20 @@ class GraftAndLocalisation:
 
 
 def _graft_and_localise(model, c, progress):
+    """The held-out variants (§5-§6 as first run: 20 held-out names, deranged F')."""
+    from extractive_lens.experiments.grafting import weight_grafting_heldout_variant
+    from extractive_lens.experiments.localisation import graft_localisation_counterfactual_variant
+
+    g = weight_grafting_heldout_variant(model, progress=progress, **c)
+    loc = graft_localisation_counterfactual_variant(
+        model, c["dataset"], grafting=g, data_seed=c["data_seed"]
+    )
+    return GraftAndLocalisation(g, loc)
+
+
+def _graft_and_localise_paper(model, c, progress):
+    """E5 and E6 as the paper runs them (METHOD.md §7): training names, independent redraw, a
+    fresh finetune of the held-out names' facts on top of the grafted model."""
     from extractive_lens.experiments.grafting import weight_grafting
     from extractive_lens.experiments.localisation import graft_localisation
 
@@ -81,11 +99,18 @@ def _graft_and_localise(model, c, progress):
     return GraftAndLocalisation(g, loc)
 
 
+_GRAFT_DEFAULTS = {"lr": 1e-4, "epochs": 8, "batch_size": 8, "seed": 0, "data_seed": 0}
 GRAFT_LOC = Experiment(
     "grafting+localisation",
     _graft_and_localise,
-    {"dataset": "daxwug", "lr": 1e-4, "epochs": 8, "batch_size": 8, "seed": 0, "data_seed": 0},
-    "weight grafting and graft localisation from the same deltas",
+    {"dataset": "daxwug", **_GRAFT_DEFAULTS},
+    "held-out variants of weight grafting and graft localisation from the same deltas",
+)
+GRAFT_LOC_PAPER = Experiment(
+    "grafting+localisation (paper)",
+    _graft_and_localise_paper,
+    {"dataset": "daxwug_paper", **_GRAFT_DEFAULTS},
+    "the paper's weight grafting and graft localisation (METHOD.md §7)",
 )
 
 
@@ -115,9 +140,186 @@ def best_lr(runs: Path) -> float:
     return max(by_lr, key=score)
 
 
+def grid_cells(runs: Path) -> dict[tuple[float, int], dict[str, tuple[float, float]]]:
+    """(lr, epochs) -> dataset -> (OCR effect, fact rank) on the choice seed, read from the
+    per-epoch history of the 16-epoch grid runs (constant lr and one seeded shuffling
+    generator: the first e epochs of a 16-epoch run are exactly an e-epoch run)."""
+    out: dict[tuple[float, int], dict[str, tuple[float, float]]] = {}
+    for r in _ok(runs, "grid") + _ok(runs, "grid8"):
+        c = r["config"]
+        if c["seed"] != GRID_CHOICE_SEED:
+            continue
+        rows = {row["epoch"]: row for row in r["result"]["history"]}
+        for e in GRID_EPOCHS:
+            if e in rows:
+                row = rows[e]
+                effect = row["control_implications"] - row["implications"]
+                out.setdefault((c["lr"], e), {})[c["dataset"]] = (effect, row["facts"])
+    return out
+
+
+def grid_best(runs: Path, datasets: list[str] | None = None) -> tuple[float, int]:
+    """The grid cell (lr, epochs) with the largest OCR effect (control minus implication rank)
+    on the choice seed, averaged over ``datasets`` (default: both); ties go to the lower fact
+    rank. A cell missing a dataset (e.g. diverged) is never chosen."""
+    datasets = datasets or DATASETS
+    cells = grid_cells(runs)
+    missing = [
+        (d, lr)
+        for d in datasets
+        for lr in GRID_LRS
+        if not any(d in got for (cell_lr, _), got in cells.items() if cell_lr == lr)
+    ]
+    if missing:
+        raise SystemExit(f"the grid is incomplete (missing {missing}): run --stage grid first")
+
+    def score(cell: tuple[float, int]) -> tuple[float, float]:
+        got = cells[cell]
+        if any(d not in got for d in datasets):
+            return (-math.inf, 0.0)
+        return (
+            sum(got[d][0] for d in datasets) / len(datasets),
+            -sum(got[d][1] for d in datasets) / len(datasets),
+        )
+
+    return max(cells, key=score)
+
+
+FIGURES = Path(__file__).with_name("figures")
+
+
+def world_faithfulness_stage(runs: Path) -> None:
+    """The faithfulness table and first-order vs integrated scores on the synthetic-world model
+    (``world-default``, pretrained here if not cached), first-hop OCR delta with the worlds'
+    recipe (lr 1e-3, 10 epochs, paraphrased facts)."""
+    import json
+
+    from extractive_lens.experiments.ocr import verify_ocr
+    from extractive_lens.worlds import load_world_model, world_of
+
+    path = runs / "scores" / "world_first_hop.json"
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model = load_world_model("world-default", progress=False)
+    ds = world_of("world-default").datasets()["first_hop"]
+    ocr = verify_ocr(model, ds, lr=1e-3, epochs=10, paraphrases=True, progress=False)
+    record = _faithfulness_record(model, ocr, ds, "world first_hop", 1e-3, 10)
+    record["seconds"] = time.perf_counter() - t0
+    path.write_text(json.dumps(record, indent=1, default=float))
+    print(f"world faithfulness: {record['seconds']:.0f} s", flush=True)
+
+
+def _faithfulness_record(model, ocr, ds, name, lr, epochs) -> dict:  # noqa: ANN001
+    from extractive_lens.experiments.faithfulness import faithfulness, spearman
+    from extractive_lens.scores import informative_scores
+
+    items, options = ds.implications, ds.implication_options
+    faith = faithfulness(model, ocr.delta, items, options, top_k=20, n_random=20, seed=0)
+    first = informative_scores(model, ocr.delta, items, options)
+    integ = informative_scores(model, ocr.delta, items, options, steps=4)
+    a, b = first.canonical().entries(), integ.canonical().entries()
+    return {
+        "dataset": name,
+        "lr": lr,
+        "epochs": epochs,
+        "ocr": {"final": ocr.final(), "effect": ocr.ocr_effect(), "verdict": ocr.verdict()},
+        "faithfulness": faith.to_dict(),
+        "integrated": {
+            "steps": 4,
+            "rule": integ.integration.rule,
+            "spearman_cells": spearman([e[2] for e in a], [e[2] for e in b]),
+            "exact_change": float(integ.integration.exact_change.sum()),
+            "first_order_total": float(first.total()),
+            "integrated_total": float(integ.total()),
+            "uncovered_first_order": (first.coverage.uncovered_informative or 0.0),
+            "uncovered_integrated": (integ.coverage.uncovered_informative or 0.0),
+        },
+    }
+
+
+def scores_stage(model: Any, runs: Path, datasets: list[str], lr: float | None = None) -> None:
+    """E2 scores, the faithfulness table and first-order vs integrated informative scores, on the
+    OCR delta of each dataset at the grid's chosen cell (seed 0, the choice seed), or at ``lr``
+    and 8 epochs when given."""
+    import json
+
+    from extractive_lens.data import get_dataset
+    from extractive_lens.experiments.ocr import verify_ocr
+    from extractive_lens.graph import extractive_graph
+    from extractive_lens.plots import graph_figure, score_heatmaps
+    from extractive_lens.scores import extractive_scores
+
+    lr, epochs = grid_best(runs, ["first_hop"]) if lr is None else (lr, EPOCHS)
+    out = runs / "scores"
+    out.mkdir(parents=True, exist_ok=True)
+    FIGURES.mkdir(exist_ok=True)
+    for name in datasets:
+        path = out / f"{name}.json"
+        if path.exists():
+            continue
+        t0 = time.perf_counter()
+        ds = get_dataset(name)
+        ocr = verify_ocr(model, ds, lr=lr, epochs=epochs, seed=GRID_CHOICE_SEED, progress=False)
+        items, options = ds.implications, ds.implication_options
+        scores = extractive_scores(model, ocr.delta, items, options, counterfactuals=10)
+        canonical = scores.canonical(per_slot=True)
+        fig = score_heatmaps(canonical, title=f"{name} (SmolLM2-135M, lr {lr:g}, {epochs} ep.)")
+        fig.write_html(FIGURES / f"e2_{name}_heatmaps.html", include_plotlyjs="cdn")
+        graph = extractive_graph(canonical, top_k=12)
+        graph_figure(graph, title=f"{name}: largest |scores| per role").write_html(
+            FIGURES / f"e2_{name}_graph.html", include_plotlyjs="cdn"
+        )
+        record = _faithfulness_record(model, ocr, ds, name, lr, epochs)
+        record["canonical"] = {role: c.to_dict() for role, c in canonical.items()}
+        record["seconds"] = time.perf_counter() - t0
+        path.write_text(json.dumps(record, indent=1, default=float))
+        print(f"scores {name}: {record['seconds']:.0f} s", flush=True)
+
+
 def run_stage(stage: str, model: Any, runs: Path, seeds: list[int], lr: float | None) -> None:
     log = print
     start = time.perf_counter()
+    if stage == "grid":
+        sweep(
+            "ocr",
+            {"dataset": DATASETS, "lr": GRID_LRS, "seed": [GRID_CHOICE_SEED]},
+            fixed={"epochs": max(GRID_EPOCHS)},
+            model=model,
+            out_dir=runs / "grid",
+            log=log,
+        )
+        print(f"stage grid: {time.perf_counter() - start:.0f} s", flush=True)
+        return
+    if stage == "grid8":  # the reduced grid: first_hop, 8 epochs (4 from the history)
+        sweep(
+            "ocr",
+            {"dataset": ["first_hop"], "lr": [x for x in GRID_LRS if x != 1e-4], "seed": [0]},
+            fixed={"epochs": 8},
+            model=model,
+            out_dir=runs / "grid8",
+            log=log,
+        )
+        return
+    if stage == "world-faithfulness":
+        world_faithfulness_stage(runs)
+        return
+    if stage == "scores":
+        scores_stage(model, runs, DATASETS, lr)
+        return
+    if stage == "grid-seeds":
+        best_lr_, best_epochs = grid_best(runs)
+        sweep(
+            "ocr",
+            {"dataset": DATASETS, "seed": GRID_REPORT_SEEDS},
+            fixed={"epochs": best_epochs, "lr": best_lr_},
+            model=model,
+            out_dir=runs / "grid-seeds",
+            log=log,
+        )
+        print(f"stage grid-seeds: {time.perf_counter() - start:.0f} s", flush=True)
+        return
     if stage != "sweep" and lr is None:  # the sweep's best (read when the stage starts)
         lr = best_lr(runs)
     if stage == "sweep":
@@ -170,6 +372,15 @@ def run_stage(stage: str, model: Any, runs: Path, seeds: list[int], lr: float | 
             out_dir=runs / "ordering",
             log=log,
         )
+    elif stage == "grafting-paper":
+        sweep(
+            GRAFT_LOC_PAPER,
+            {"seed": seeds},
+            fixed={"epochs": EPOCHS, "lr": lr},
+            model=model,
+            out_dir=runs / "grafting-paper",
+            log=log,
+        )
     elif stage == "grafting":
         sweep(
             GRAFT_LOC,
@@ -203,6 +414,8 @@ def _wall(records: list[dict]) -> str:
 
 def block_sweep(runs: Path) -> str:
     records = _ok(runs, "sweep")
+    if not records:
+        return "(not run)"
     failed = [r for r in load_sweep(runs / "sweep") if r["status"] != "ok"] if records else []
     rows = []
     for dataset in DATASETS:
@@ -339,6 +552,144 @@ def block_localisation(runs: Path) -> str:
     )
 
 
+def block_grid(runs: Path) -> str:
+    cells = grid_cells(runs)
+    if not cells:
+        return "(not run)"
+    ran = [d for d in DATASETS if any(d in by_ds for by_ds in cells.values())]
+    rows = []
+    for (lr, epochs), by_ds in sorted(cells.items()):
+        row: dict[str, Any] = {"lr": f"{lr:g}", "epochs": epochs}
+        for d in ran:
+            effect, fact = by_ds.get(d, (math.nan, math.nan))
+            row[f"{d} fact"] = fact
+            row[f"{d} effect"] = effect
+        rows.append(row)
+    try:
+        lr, epochs = grid_best(runs, ran)
+        choice = (
+            f"Chosen cell (largest mean effect over {', '.join(ran)}): **lr {lr:g}, "
+            f"{epochs} epochs**."
+        )
+    except SystemExit as err:
+        choice = f"No cell chosen: {err}."
+    missing = [d for d in DATASETS if d not in ran]
+    if missing:
+        choice += f" Not run: {', '.join(missing)}."
+    records = _ok(runs, "grid") + _ok(runs, "grid8")
+    text = markdown_table(rows) + (
+        f"\n\nSeed {GRID_CHOICE_SEED} only (the choice seed); effect = control minus "
+        "implication mean rank after that many epochs, read from the per-epoch history of one "
+        "run per lr (16 epochs at 1e-4, 8 at 3e-4 and 1e-3: with a constant lr and one seeded "
+        "shuffling generator the first e epochs of a longer run are exactly an e-epoch run). "
+        f"{choice} Wall time: {_wall(records)}."
+    )
+    seeds = _ok(runs, "grid-seeds")
+    if seeds:
+        table = [
+            {
+                "dataset": d,
+                "seeds": len(rs),
+                "fact": mean_spread(r["summary"]["facts"] for r in rs),
+                "impl.": mean_spread(r["summary"]["implications"] for r in rs),
+                "control": mean_spread(r["summary"]["control_implications"] for r in rs),
+                "effect": mean_spread(r["summary"]["ocr_effect"] for r in rs),
+            }
+            for d in DATASETS
+            if (rs := [r for r in seeds if r["config"]["dataset"] == d])
+        ]
+        text += "\n\nAt the chosen cell, seeds the choice never saw:\n\n" + markdown_table(table)
+    else:
+        text += f"\n\nNot run: the chosen cell on seeds {GRID_REPORT_SEEDS} (stage `grid-seeds`)."
+    return text
+
+
+def block_scores(runs: Path) -> str:
+    import json
+
+    directory = runs / "scores"
+    records = (
+        [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+        if directory.is_dir()
+        else []
+    )
+    if not records:
+        return "(not run)"
+    rows, integ = [], []
+    for r in records:
+        for row in r["faithfulness"]["table"]:
+            rows.append({"dataset": r["dataset"], **row})
+        i = r["integrated"]
+        exact = i["exact_change"]
+        integ.append(
+            {
+                "dataset": r["dataset"],
+                "lr, epochs": f"{r['lr']:g}, {r['epochs']}",
+                "exact R change": exact,
+                "first-order total": i["first_order_total"] + i["uncovered_first_order"],
+                "integrated total (m=4)": i["integrated_total"] + i["uncovered_integrated"],
+                "first-order share": (i["first_order_total"] + i["uncovered_first_order"]) / exact,
+                "Spearman first-order vs integrated (cells)": i["spearman_cells"],
+            }
+        )
+    passes = records[0]["faithfulness"]["passes"]
+    return (
+        markdown_table(rows)
+        + "\n\nEach dataset's OCR delta (seed 0; lr and epochs in the second table); "
+        "cells = (component, canonical position) of the implications, the 20 with the largest "
+        "|informative score| and 20 drawn at random; exact = R change of giving that component "
+        f"its finetuned weights at that position only. Cost per dataset: {passes}.\n\n"
+        + markdown_table(integ)
+        + "\n\nTotals are summed over items (component scores plus the parameters no "
+        "component owns); 'share' = first-order total / exact change."
+    )
+
+
+def block_grafting_paper(runs: Path) -> str:
+    records = _ok(runs, "grafting-paper")
+    if not records:
+        return "(not run)"
+    table = mean_spread_table([r["table"] for r in records])
+    effects = mean_spread_table(
+        [
+            [
+                {
+                    "graft effect (control - graft on I(F'), changed items)": r["summary"][
+                        "graft_effect"
+                    ],
+                    "follows new facts (I(F) - I(F') under graft)": r["summary"][
+                        "follows_new_facts"
+                    ],
+                }
+            ]
+            for r in records
+        ]
+    )
+    cfg = records[0]["config"]
+    return (
+        markdown_table(table)
+        + "\n\n"
+        + markdown_table(effects)
+        + f"\n\nlr {cfg['lr']:g}, {cfg['epochs']} epochs, seeds "
+        f"{sorted(r['config']['seed'] for r in records)}. Wall time: {_wall(records)}."
+    )
+
+
+def block_localisation_paper(runs: Path) -> str:
+    records = _ok(runs, "grafting-paper")
+    if not records:
+        return "(not run)"
+    table = mean_spread_table([r["result"]["localisation"]["table"] for r in records])
+    for row in table:
+        row["cells"] = int(row["cells"]["mean"])
+    ocr = mean_spread_table([[r["result"]["localisation"]["ocr_ranks"]] for r in records])
+    return (
+        markdown_table(table, ["components", "cells", "r", "r²", "slope", "paper r²"])
+        + "\n\nThe grafted model after the fresh finetune on the held-out names (mean rank):\n\n"
+        + markdown_table(ocr)
+    )
+
+
 def block_summary(runs: Path) -> str:
     rows = []
     for name, label in (
@@ -349,6 +700,8 @@ def block_summary(runs: Path) -> str:
         ("grafting", "grafting + localisation"),
     ):
         rows.append({"experiment": label, "wall time": _wall(_ok(runs, name))})
+    if all(row["wall time"] == "not run" for row in rows):
+        return "(not run)"
     return markdown_table(rows)
 
 
@@ -410,7 +763,7 @@ def block_key(runs: Path) -> str:
         for row, paper in (("counterfactual", 9.12), ("graft", 1.13), ("control", 8.42)):
             rows.append(
                 {
-                    "what": f"grafting {row}: I(F') (control I(F'))",
+                    "what": f"grafting, held-out variant, {row}: I(F') (control I(F'))",
                     "ours": f"{format_cell(_cell(grafting, f'{row}/counterfactual_implications'))}"
                     f" ({format_cell(_cell(grafting, f'{row}/counterfactual_control'))})",
                     "paper (OLMo-7B)": f"{paper:.2f}",
@@ -418,7 +771,7 @@ def block_key(runs: Path) -> str:
             )
         rows.append(
             {
-                "what": "grafting graft: I(F), the implications it was trained on",
+                "what": "grafting, held-out variant, graft: I(F), the implications trained on",
                 "ours": format_cell(_cell(grafting, "graft/implications")),
                 "paper (OLMo-7B)": "3.31",
             }
@@ -426,7 +779,8 @@ def block_key(runs: Path) -> str:
         for kind, paper in (("MLPs", 0.49), ("heads", 0.28)):
             rows.append(
                 {
-                    "what": f"graft localisation r² ({kind})",
+                    "what": f"graft localisation r² ({kind}), counterfactual variant: not the "
+                    "paper's quantity",
                     "ours": format_cell(_cell(grafting, f"loc/r2/{kind}")),
                     "paper (OLMo-7B)": f"{paper:.2f}",
                 }
@@ -435,6 +789,10 @@ def block_key(runs: Path) -> str:
 
 
 BLOCKS = {
+    "grid": block_grid,
+    "scores": block_scores,
+    "grafting_paper": block_grafting_paper,
+    "localisation_paper": block_localisation_paper,
     "sweep": block_sweep,
     "paraphrases": block_paraphrases,
     "freezing": block_freezing,
@@ -453,8 +811,11 @@ def write(runs: Path, doc: Path = DOC) -> None:
         if begin not in text:
             text += f"\n{begin}\n{end}\n"
         head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{begin}\n{block(runs)}\n{end}{tail}"
+        stored, tail = rest.split(end, 1)
+        new = block(runs)
+        if new == "(not run)" and stored.strip() and stored.strip() != "(not run)":
+            new = stored.strip()  # keep tables whose runs are not in this --runs directory
+        text = f"{head}{begin}\n{new}\n{end}{tail}"
     doc.write_text(text)
     print(f"wrote {doc}")
 
@@ -469,12 +830,18 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=[
             "all",
+            "grid",
+            "grid-seeds",
+            "grid8",
+            "world-faithfulness",
+            "scores",
             "sweep",
             "sweep-best",
             "paraphrases",
             "freezing",
             "ordering",
             "grafting",
+            "grafting-paper",
             "write",
         ],
     )

@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "DemoResult": "demo",
     "run_demo": "demo",
     "data_ordering": "experiments",
+    "faithfulness": "experiments",
     "graft_localisation": "experiments",
     "layer_freezing": "experiments",
     "OCRResult": "experiments",
@@ -138,6 +139,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from extractive_lens.experiments import (
         OCRResult,
         data_ordering,
+        faithfulness,
         graft_localisation,
         layer_freezing,
         sweep,

@@ -1,6 +1,7 @@
 """The ``extractive-lens`` command line.
 
 extractive-lens demo --out runs/demo          # the main job: OCR, scores, graphs, report.html
+extractive-lens report runs/demo --overwrite  # rebuild report.html from a saved demo, no compute
 extractive-lens ocr --dataset first_hop --model smollm2-135m --lr 1e-4 --epochs 8 --out runs/ocr
 extractive-lens run freezing --model tiny --config config.yaml --out runs/freezing
 extractive-lens subnetworks --model world-default --dataset zong --out runs/core
@@ -19,6 +20,7 @@ import torch
 
 DATASETS = ("first_hop", "second_hop", "daxwug")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEMO_LR = 3e-4  # = extractive_lens.demo.DEMO_LR (not imported: it would load plotly for --help)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(ocr, lr=1e-4)
     demo = sub.add_parser("demo", help="the main job: OCR, extractive scores, graphs, report")
     _model_args(demo)
-    _train_args(demo, lr=1e-4)
+    _train_args(demo, lr=DEMO_LR)
     demo.add_argument("--datasets", nargs="+", default=["first_hop", "second_hop"])
     demo.add_argument(
         "--counterfactuals",
@@ -69,11 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--score-seed", type=int, default=3, help="seed of the counterfactual draw")
     demo.add_argument("--top-k", type=int, default=12, help="graph nodes per role")
     demo.add_argument(
+        "--save-deltas",
+        action="store_true",
+        help="also save each finetuned delta (about 540 MB each for SmolLM2-135M)",
+    )
+    demo.add_argument(
         "--threads",
         type=int,
         default=None,
         help="torch CPU threads (1 is often faster on a shared CPU)",
     )
+    rebuild = sub.add_parser("report", help="rebuild report.html of a saved demo (no compute)")
+    rebuild.add_argument("dir", type=Path, help="the demo's output directory")
+    rebuild.add_argument("--out", type=Path, default=None, help="default: DIR/report.html")
+    rebuild.add_argument("--overwrite", action="store_true", help="replace an existing report")
     from extractive_lens.experiments.cli_run import add_run_parser
 
     add_run_parser(sub)
@@ -100,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_ocr(args, [args.dataset])
         elif args.command == "demo":
             run_demo_command(args)
+        elif args.command == "report":
+            from extractive_lens.demo_io import rebuild_report
+
+            print(f"report: {rebuild_report(args.dir, args.out, overwrite=args.overwrite)}")
         elif args.command == "run":
             from extractive_lens.experiments.cli_run import run_command
 
@@ -138,6 +153,7 @@ def run_demo_command(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         progress=not args.quiet,
         threads=args.threads,
+        save_deltas=args.save_deltas,
     )
 
 

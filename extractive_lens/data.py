@@ -72,6 +72,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import Counter
@@ -567,6 +568,12 @@ ZONG = "The zong of {} is"
 WUG = "The wug of {} is"
 N_DAXWUG_TEST = len(DAXWUG_TEST_FIRST_NAMES)
 
+#: The dax / zong / wug prompts: ``ours`` (the library's default) and ``paper`` (the authors'
+#: ``datasets.daxwug``: ``"{} dax is"``, ``"{} zong is the"``, ``"{} wug is the"``).
+DAXWUG_PROMPTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+    {"ours": (DAX, ZONG, WUG), "paper": ("{} dax is", "{} zong is the", "{} wug is the")}
+)
+
 
 def daxwug_names() -> tuple[str, ...]:
     """The 104 fixed dax/wug names: 20 held-out test names first, then 84 training names.
@@ -583,23 +590,30 @@ def daxwug_names() -> tuple[str, ...]:
     return tuple(test + train)
 
 
-def daxwug(seed: int = 0) -> OCRDataset:
+def daxwug(seed: int = 0, prompts: str = "ours") -> OCRDataset:
     """Made-up relations for training-order and grafting experiments.
 
     ``wug`` ties each of the 20 cities to one of the 20 animals (a seed-drawn bijection, never
     trained). ``dax`` maps each of 104 names (:func:`daxwug_names`) to a city; ``zong`` =
     ``wug`` o ``dax`` maps it to that city's animal. Facts are ``"The dax of {name} is"`` -> city
     (ranked among the 20 cities), implications ``"The zong of {name} is"`` -> animal (ranked among
-    the 20 animals).
+    the 20 animals); ``prompts="paper"`` uses the authors' ``"{name} dax is"`` /
+    ``"{name} zong is the"`` / ``"{city} wug is the"`` instead (:data:`DAXWUG_PROMPTS`).
 
     ``facts`` / ``implications`` are the 20 held-out names, which get distinct cities. Further
     splits: ``test_facts`` / ``test_implications`` (the same items, named for clarity),
     ``train_facts`` / ``train_implications`` (the other 84 names; each city used 4 or 5 times),
+    ``train_facts_2`` / ``train_implications_2`` (the 84 training names with an *independent*
+    second draw of their cities, about 4 per city: the paper's dataset 2, used as F' by weight
+    grafting; a name may keep its city, as in the paper's redraw),
     ``counterfactual_facts`` / ``counterfactual_implications`` (the 20 held-out names again, with a
     second draw of their cities in which *every* name gets a different city, hence a different
     animal, than in ``facts``), ``control_implications`` and ``wug`` (``"The wug of {city} is"`` ->
     animal, for inspection; the protocol never trains it).
     """
+    if prompts not in DAXWUG_PROMPTS:
+        raise ValueError(f"prompts must be one of {list(DAXWUG_PROMPTS)}, got {prompts!r}")
+    dax, zong, wug_prompt = DAXWUG_PROMPTS[prompts]
     rng = random.Random(seed)
     names = daxwug_names()
     test_names, train_names = names[:N_DAXWUG_TEST], names[N_DAXWUG_TEST:]
@@ -609,12 +623,14 @@ def daxwug(seed: int = 0) -> OCRDataset:
     test_cities = rng.sample(city_names, N_DAXWUG_TEST)
     train_cities = _balanced_draw(city_names, len(train_names), rng)
     counterfactual_cities = [test_cities[j] for j in _derangement(N_DAXWUG_TEST, rng)]
+    train_cities_2 = _balanced_draw(city_names, len(train_names), rng)  # drawn last: the
+    # earlier draws (hence every other split) are the same as before it existed
 
     def facts(people: Sequence[str], cities: Sequence[str]) -> tuple[Example, ...]:
-        return _examples(DAX, people, cities)
+        return _examples(dax, people, cities)
 
     def zongs(people: Sequence[str], cities: Sequence[str]) -> tuple[Example, ...]:
-        return _examples(ZONG, people, [wug[c] for c in cities])
+        return _examples(zong, people, [wug[c] for c in cities])
 
     test_facts, test_impls = facts(test_names, test_cities), zongs(test_names, test_cities)
 
@@ -626,6 +642,18 @@ def daxwug(seed: int = 0) -> OCRDataset:
         split("test_implications", test_impls, True, "held-out zong (same as implications)"),
         split("train_facts", facts(train_names, train_cities), False, "dax facts, 84 names"),
         split("train_implications", zongs(train_names, train_cities), True, "zong, 84 names"),
+        split(
+            "train_facts_2",
+            facts(train_names, train_cities_2),
+            False,
+            "dax facts, 84 names, independent second draw of their cities (dataset 2)",
+        ),
+        split(
+            "train_implications_2",
+            zongs(train_names, train_cities_2),
+            True,
+            "zong under the second draw (dataset 2)",
+        ),
         split(
             "counterfactual_facts",
             facts(test_names, counterfactual_cities),
@@ -641,20 +669,21 @@ def daxwug(seed: int = 0) -> OCRDataset:
         control_split(test_impls, ANIMALS),
         split(
             "wug",
-            _examples(WUG, city_names, [wug[c] for c in city_names]),
+            _examples(wug_prompt, city_names, [wug[c] for c in city_names]),
             True,
             "the hidden city -> animal relation (never trained in the protocol)",
         ),
     )
     return OCRDataset(
-        name="daxwug",
+        name="daxwug" if prompts == "ours" else f"daxwug_{prompts}",
         facts=test_facts,
         implications=test_impls,
         fact_options=city_names,
         implication_options=ANIMALS,
         seed=seed,
         extra=extra,
-        description="made-up dax (name -> city) and zong = wug o dax (name -> animal)",
+        description="made-up dax (name -> city) and zong = wug o dax (name -> animal)"
+        + ("" if prompts == "ours" else f", {prompts} prompts"),
     )
 
 
@@ -666,7 +695,12 @@ def _balanced_draw(values: Sequence[str], n: int, rng: random.Random) -> list[st
 
 
 DATASETS: Mapping[str, Callable[..., OCRDataset]] = MappingProxyType(
-    {"first_hop": first_hop, "second_hop": second_hop, "daxwug": daxwug}
+    {
+        "first_hop": first_hop,
+        "second_hop": second_hop,
+        "daxwug": daxwug,
+        "daxwug_paper": functools.partial(daxwug, prompts="paper"),
+    }
 )
 """The built-in dataset builders by name."""
 

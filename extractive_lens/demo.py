@@ -9,7 +9,7 @@ everything to a new output directory::
       report.html              every figure, the header and the verdict in words (offline)
       summary.json             the summary table, verdicts, configuration, provenance
       first_hop/results.json   OCR history, final ranks, verdict (OCRResult.to_dict)
-      first_hop/delta.safetensors
+      first_hop/delta.safetensors    only with save_deltas (--save-deltas): 500+ MB each
       first_hop/scores.json    canonical scores per role (+ coverage, top components)
       first_hop/scores.safetensors   per-item scores [example, pos, layer(, head)] per role
       first_hop/graph.json     the extractive graph
@@ -42,6 +42,11 @@ __all__ = ["DEMO_DATASETS", "DatasetRun", "DemoResult", "format_summary_table", 
 
 #: Datasets the demo runs by default.
 DEMO_DATASETS = ("first_hop", "second_hop")
+
+#: The demo's finetuning default: the lr with the largest OCR effect over both datasets in the
+#: measured SmolLM2 sweep (docs/results.md §1: first-hop implications 2.65 vs control 9.90 over
+#: 3 seeds at 3e-4 and 8 epochs; 6.10 vs 9.70 at 1e-4).
+DEMO_LR = 3e-4
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -150,7 +155,7 @@ def run_demo(
     out_dir: str | os.PathLike | None = None,
     *,
     overwrite: bool = False,
-    lr: float = 1e-4,
+    lr: float = DEMO_LR,
     epochs: int = 8,
     batch_size: int = 8,
     seed: int = 0,
@@ -166,6 +171,7 @@ def run_demo(
     threads: int | None = None,
     model: Any = None,
     echo: Callable[[str], None] | None = print,
+    save_deltas: bool = False,
 ) -> DemoResult:
     """Run the main job and write its results; see the module docstring for the layout.
 
@@ -174,8 +180,8 @@ def run_demo(
             ``load_model``). Ignored for loading when ``model`` is given (then only a label).
         out_dir: a new output directory (default ``runs/demo-<date>-<time>``).
         overwrite: replace an existing non-empty ``out_dir`` (otherwise ``FileExistsError``).
-        lr, epochs, batch_size, seed: finetuning (Adam, block linear weights; METHOD.md §6 pilot
-            defaults 1e-4 and 8 epochs).
+        lr, epochs, batch_size, seed: finetuning (Adam, block linear weights; default
+            :data:`DEMO_LR` and 8 epochs, the measured best on SmolLM2).
         data_seed: seed of the built-in datasets' draw.
         datasets: dataset names or JSONL paths (default first-hop and second-hop).
         paraphrases: also train the facts' paraphrases.
@@ -188,6 +194,9 @@ def run_demo(
             CPU shared with other jobs, 1 thread can be several times faster than 2.
         model: an already loaded model to use instead of loading ``model_name``.
         echo: where the summary is printed (None: silent).
+        save_deltas: also write each dataset's finetuned delta (fp32, about 540 MB for
+            SmolLM2-135M); off by default so a demo directory stays small.
+        The report can be rebuilt from the directory later: ``extractive-lens report DIR``.
     """
     from extractive_lens.data import get_dataset
     from extractive_lens.experiments.ocr import verify_ocr
@@ -219,6 +228,7 @@ def run_demo(
         "seed": seed,
         "data_seed": data_seed,
         "score_seed": score_seed,
+        "save_deltas": save_deltas,
     }
     runs, notes = [], []
     for name in datasets:
@@ -255,7 +265,7 @@ def run_demo(
         runs.append(
             DatasetRun(dataset.name, ocr, scores, canonical, graph, time.perf_counter() - t0)
         )
-        _save_run(out / dataset.name, runs[-1])
+        _save_run(out / dataset.name, runs[-1], save_deltas)
     if not runs:
         write_json(out / "summary.json", {"config": config, "notes": notes})
         raise DivergedError("every dataset of the demo diverged:\n" + "\n".join(notes))
@@ -287,8 +297,8 @@ def _scores(model: Any, delta: Any, dataset: Any, counterfactuals: int, seed: in
         counterfactuals=counterfactuals,
         seed=seed,
     )
-    try:
-        return scores, scores.canonical(), None
+    try:  # figures show each token's mean over the items that have it (entity slots vary)
+        return scores, scores.canonical(per_slot=True), None
     except AlignmentError as err:
         return scores, None, f"no canonical scores or graph: {err}"
 
@@ -298,13 +308,16 @@ def _graph(scores: Any, canonical: dict[str, Any], top_k: int):
         from extractive_lens.graph import extractive_graph
     except ImportError:
         return None, "extractive_lens.graph is not available: no graph drawn"
-    return extractive_graph(canonical, top_k=top_k), None
+    intervals = {  # edges only between nodes whose 95% bootstrap interval excludes 0
+        role: s.canonical_interval(per_slot=True, seed=0) for role, s in scores.roles().items()
+    }
+    return extractive_graph(canonical, top_k=top_k, intervals=intervals), None
 
 
-def _save_run(directory: Path, run: DatasetRun) -> None:
+def _save_run(directory: Path, run: DatasetRun, save_delta: bool) -> None:
     from safetensors.torch import save_file
 
-    run.ocr.save(directory)
+    run.ocr.save(directory, save_delta=save_delta)
     if run.scores is not None:
         tensors = {}
         for role, s in run.scores.roles().items():
@@ -322,15 +335,7 @@ def _save_run(directory: Path, run: DatasetRun) -> None:
                 "canonical": None
                 if run.canonical is None
                 else {role: c.to_dict() for role, c in run.canonical.items()},
-                "top": None
-                if run.canonical is None
-                else {
-                    role: [
-                        {"component": str(comp), "position": pos, "score": value}
-                        for comp, pos, value in c.top(10, absolute=True)
-                    ]
-                    for role, c in run.canonical.items()
-                },
+                "top": None if run.canonical is None else _top_with_intervals(run),
                 "coverage": None if coverage is None else coverage.to_dict(),
                 "tokens": [list(t) for t in run.scores.informative.tokens],
                 "counterfactuals": None
@@ -340,6 +345,23 @@ def _save_run(directory: Path, run: DatasetRun) -> None:
         )
     if run.graph is not None:
         write_json(directory / "graph.json", run.graph.to_dict())
+
+
+def _top_with_intervals(run: DatasetRun, k: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """Each role's ``k`` largest |scores| with a 95% bootstrap interval over the items."""
+    out = {}
+    for role, c in run.canonical.items():
+        low, high = run.scores.roles()[role].canonical_interval(per_slot=c.per_slot, seed=0)
+        out[role] = [
+            {
+                "component": str(comp),
+                "position": pos,
+                "score": value,
+                "interval_95": [float(low.component(comp)[pos]), float(high.component(comp)[pos])],
+            }
+            for comp, pos, value in c.top(k, absolute=True)
+        ]
+    return out
 
 
 @contextmanager

@@ -6,10 +6,16 @@
 
 Nodes are (component, canonical position, role) with all three of the component's scores at that
 position (averaged over items, :meth:`ComponentScores.canonical`). Each role selects its nodes by
-its own score: the ``top_k`` highest, and/or those at or above ``threshold``.
+its own score: by default the ``top_k`` largest in magnitude (and/or ``|score| >= threshold``), so
+a strong negative cell is a node like a strong positive one (``select="positive"``: the highest
+only). Under grouped-query attention the downstream and upstream roles select among MLPs and
+query heads only: their K/V-head scores are a second decomposition of what the query heads carry
+(``scores.result.kv_is_additive``), and a K/V node beside its query heads would show one effect
+twice. Informative K/V heads own their weights and compete like any component.
 
-Edges go upstream -> informative and informative -> downstream wherever the forward pass lets
-information flow from the first node to the second (:func:`can_reach`): never to an earlier layer,
+Edges are **possible paths**, not measured flow: upstream -> informative and informative ->
+downstream wherever the forward pass *could* carry information from the first node to the second
+(:func:`can_reach`), whatever the scores; figures label them so. Never to an earlier layer,
 never to an earlier position; at one position any later component can read an earlier one's
 output (within a layer the heads come before the MLP, and K/V heads before the query heads that
 read them); reaching a later position needs attention on the way (MLPs stay at their position).
@@ -23,9 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extractive_lens.components import Component
-from extractive_lens.scores.result import CanonicalScores, ExtractiveScores
+from extractive_lens.scores.result import CanonicalScores, ExtractiveScores, kv_is_additive
 
 ROLES = ("upstream", "informative", "downstream")
+EDGE_MEANING = (
+    "possible path: the forward pass could carry the source node's output to the target node "
+    "(reachability only; not a measured flow)"
+)
+SELECTIONS = ("magnitude", "positive")
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,8 @@ class Node:
     upstream: float
     informative: float
     downstream: float
+    significant: bool | None = None
+    """Whether the role score's bootstrap interval over items excludes 0 (None: not tested)."""
 
     @property
     def id(self) -> str:
@@ -63,6 +76,7 @@ class Node:
             "upstream": self.upstream,
             "informative": self.informative,
             "downstream": self.downstream,
+            "significant": self.significant,
         }
 
 
@@ -104,16 +118,21 @@ class ExtractiveGraph:
     n_items: int = 0
     template: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    select: str = "magnitude"
 
     def by_role(self, role: str) -> list[Node]:
-        return sorted((n for n in self.nodes if n.role == role), key=lambda n: -n.score)
+        """The role's nodes, in selection order (largest |score|, or highest score)."""
+        key = (lambda n: -abs(n.score)) if self.select == "magnitude" else (lambda n: -n.score)
+        return sorted((n for n in self.nodes if n.role == role), key=key)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready)."""
         return {
+            "edge_meaning": EDGE_MEANING,
             "labels": list(self.labels),
             "top_k": self.top_k,
             "threshold": self.threshold,
+            "select": self.select,
             "n_items": self.n_items,
             "template": self.template,
             "nodes": [n.to_dict() for n in self.nodes],
@@ -138,7 +157,7 @@ class ExtractiveGraph:
     def summary(self, k: int = 5) -> str:
         """The top ``k`` nodes of each role with layer / head / token, and the edge count."""
         lines = [
-            f"Extractive graph: {len(self.nodes)} nodes, {len(self.edges)} edges"
+            f"Extractive graph: {len(self.nodes)} nodes, {len(self.edges)} possible paths"
             + (f" over {self.n_items} items" if self.n_items else "")
             + (f" (template {self.template!r})" if self.template else "")
         ]
@@ -161,11 +180,17 @@ class ExtractiveGraph:
 
 
 def _select(
-    scores: CanonicalScores, top_k: int | None, threshold: float | None
+    scores: CanonicalScores, top_k: int | None, threshold: float | None, select: str
 ) -> list[tuple[Component, int, float]]:
-    entries = sorted(scores.entries(), key=lambda e: -e[2])
+    """The role's nodes: ranked by |score| (``magnitude``) or by score (``positive``), without
+    the K/V heads of roles whose K/V scores are not additive (module doc)."""
+    entries = scores.entries()
+    if not kv_is_additive(scores.role):
+        entries = [e for e in entries if e[0].kind != "kv_head"]
+    key = (lambda e: abs(e[2])) if select == "magnitude" else (lambda e: e[2])
+    entries = sorted(entries, key=lambda e: -key(e))
     if threshold is not None:
-        entries = [e for e in entries if e[2] >= threshold]
+        entries = [e for e in entries if key(e) >= threshold]
     return entries[:top_k] if top_k is not None else entries
 
 
@@ -175,16 +200,26 @@ def extractive_graph(
     top_k: int | None = None,
     threshold: float | None = None,
     template: str | None = None,
+    select: str = "magnitude",
+    intervals: Mapping[str, tuple[CanonicalScores, CanonicalScores]] | None = None,
 ) -> ExtractiveGraph:
     """Select each role's nodes and connect them upstream -> informative -> downstream.
 
     Args:
         scores: an ``ExtractiveScores`` (mapped onto its canonical template) or a mapping from
             role to ``CanonicalScores``.
-        top_k: keep each role's ``top_k`` highest-scoring (component, position) pairs.
-        threshold: keep pairs whose role score is at least this. With neither, ``top_k=10``.
+        top_k: keep each role's ``top_k`` (component, position) pairs with the largest
+            |score| (``select="positive"``: the highest score).
+        threshold: keep pairs whose |role score| (or score) is at least this. With neither,
+            ``top_k=10``.
         template: canonical template for ``ExtractiveScores.canonical``.
+        select: ``"magnitude"`` (default: negative cells are shown too) or ``"positive"``.
+        intervals: role -> (low, high) bootstrap bounds (``ComponentScores.canonical_interval``).
+            With them each node records whether its interval excludes 0, and possible-path
+            edges join only nodes that pass that test.
     """
+    if select not in SELECTIONS:
+        raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
     if top_k is None and threshold is None:
         top_k = 10
     if top_k is not None and top_k < 0:
@@ -205,15 +240,20 @@ def extractive_graph(
                 pos,
                 first.labels[pos],
                 *(float(canon[r].component(c)[pos]) for r in ROLES),
+                _excludes_zero(intervals, role, c, pos),
             )
-            for c, pos, _ in _select(canon[role], top_k, threshold)
+            for c, pos, _ in _select(canon[role], top_k, threshold, select)
         ]
     edges = [
         (a.id, b.id)
         for src, dst in (("upstream", "informative"), ("informative", "downstream"))
         for a in nodes[src]
         for b in nodes[dst]
-        if can_reach(a.component, a.position, b.component, b.position, group, first.parallel_blocks)
+        if a.significant is not False
+        and b.significant is not False
+        and can_reach(
+            a.component, a.position, b.component, b.position, group, first.parallel_blocks
+        )
     ]
     return ExtractiveGraph(
         nodes=[n for r in ROLES for n in nodes[r]],
@@ -223,7 +263,21 @@ def extractive_graph(
         threshold=threshold,
         n_items=first.n_items,
         template=first.template,
+        select=select,
     )
+
+
+def _excludes_zero(
+    intervals: Mapping[str, tuple[CanonicalScores, CanonicalScores]] | None,
+    role: str,
+    c: Component,
+    pos: int,
+) -> bool | None:
+    if intervals is None or role not in intervals:
+        return None
+    low, high = intervals[role]
+    lo, hi = float(low.component(c)[pos]), float(high.component(c)[pos])
+    return lo > 0 or hi < 0
 
 
 __all__ = ["ExtractiveGraph", "Node", "can_reach", "extractive_graph"]

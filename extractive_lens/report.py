@@ -225,7 +225,10 @@ def overall_verdict(runs: Sequence[Any]) -> str:
     if yes:
         parts.append(f"OCR happened on {_join(yes)}")
     if no:
-        parts.append(f"no OCR on {_join(no)} (implications not better than the control)")
+        parts.append(
+            f"no significant OCR on {_join(no)} (implications not better than the control by "
+            "2 standard errors; the per-dataset lines give the numbers)"
+        )
     if unjudged:
         parts.append(f"OCR could not be judged on {_join(unjudged)} (facts not learned)")
     controls = sorted({r.control_name() for r in runs if hasattr(r, "control_name")})
@@ -282,18 +285,29 @@ def _demo_report(demo: Any, title: str | None) -> Report:
     if demo.notes:  # diverged datasets, skipped scores: what the figures below do not show
         rep.paragraphs.append(("Notes", list(demo.notes)))
     _add_ocr_figures(rep, runs)
+    withheld = []
     for run in demo.runs:
         if run.canonical is None:
             continue
         name = run.dataset
+        established = _ocr_word(run.ocr) == "yes"
+        if _ocr_word(run.ocr) == "n/a":  # facts not learned: the scores describe nothing
+            withheld.append(f"{name}: no score figures, since the facts were not learned.")
+            continue
         first = next(iter(run.canonical.values()))
         section = f"Extractive scores: {name} ({first.n_items} implications)"
+        caveat = (
+            ""
+            if established
+            else "UNRELIABLE as structure (OCR was not established on this dataset): "
+        )
         rep.add(
             f"{name}_heatmaps",
             score_heatmaps(run.canonical, title=f"{name}: extractive scores by layer and token"),
-            "Each cell is a component at one token (x, the canonical template) and layer (y, 0 at "
-            "the bottom), MLP on the left and all attention heads of the layer summed on the "
-            "right, averaged over the implications; red helps the correct answer, blue hurts it, "
+            caveat + "Each cell is a component at one token (x, the canonical template) and layer "
+            "(y, 0 at the bottom), MLP on the left and the layer's attention total on the right "
+            "(query heads; for informative scores also the K/V heads, which own separate weights), "
+            "averaged over the implications; red helps the correct answer, blue hurts it, "
             "and the rows are the downstream, informative and upstream scores.",
             section=section,
         )
@@ -302,21 +316,31 @@ def _demo_report(demo: Any, title: str | None) -> Report:
         rep.add(
             f"{name}_heads",
             drill,
-            f"Per-head scores at the token '{meta['token']}' (position {meta['position']}, where "
+            caveat
+            + f"Per-head scores at the token '{meta['token']}' (position {meta['position']}, where "
             "attention matters most), one panel per role with layer on y and head on x (K/V heads "
             "of grouped-query attention as KV columns); red helps the answer, blue hurts it.",
             section=section,
         )
-        if run.graph is not None:
+        if run.graph is not None and not established:
+            withheld.append(
+                f"{name}: the extractive graph is withheld, since OCR was not established; "
+                "its scores are in the heatmaps above and in scores.json."
+            )
+        elif run.graph is not None:
             rep.add(
                 f"{name}_graph",
                 graph_figure(run.graph, title=f"{name}: extractive structure"),
-                "The extractive structure: each node is a component at (token, layer), coloured "
-                "by role (green upstream, orange informative, blue downstream) and sized by its "
-                "score within its role, with edges from upstream to informative to downstream "
-                "components; hover a node for all three scores.",
+                "Each node is a component at (token, layer) with one of the largest |scores| of "
+                "its role (green upstream, orange informative, blue downstream), sized by |score| "
+                "within its role, open markers negative (hurting the answer), faint ones with a "
+                "95% bootstrap interval over items that includes 0, and lines possible paths only "
+                "(the later node can read the earlier one, both intervals exclude 0), not "
+                "measured flow; hover a node for all three scores.",
                 section=section,
             )
+    if withheld:
+        rep.paragraphs.append(("Figures withheld", withheld))
     return rep
 
 

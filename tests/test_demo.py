@@ -47,9 +47,12 @@ def test_demo_writes_every_output(demo):
     assert result.report_path == out / "report.html" and result.report_path.stat().st_size > 1e6
     for name in ("first_hop", "second_hop"):
         d = out / name
-        for f in ("results.json", "delta.safetensors", "scores.json", "scores.safetensors"):
+        for f in ("results.json", "scores.json", "scores.safetensors"):
             assert (d / f).is_file(), f"{d / f} missing"
+        assert not (d / "delta.safetensors").exists()  # deltas only with save_deltas
         assert (d / "graph.json").is_file()
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    assert size < 50e6  # by default nothing large is written (deltas only with save_deltas)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["summary"] == json.loads(json.dumps(result.rows()))
     assert summary["config"]["lr"] == 3e-3 and summary["config"]["epochs"] == 2
@@ -74,6 +77,12 @@ def test_saved_scores_and_graph_match_the_results(demo):
         torch.testing.assert_close(
             torch.tensor(scores["canonical"][role]["mlp"]), c.mlp.float(), check_dtype=False
         )
+    for role, entries in scores["top"].items():  # largest |scores| with bootstrap intervals
+        c = run.canonical[role]
+        assert [e["score"] for e in entries] == [v for _, _, v in c.top(10, absolute=True)]
+        for e in entries:
+            lo, hi = e["interval_95"]
+            assert lo <= hi
     graph = json.loads((result.out_dir / "first_hop" / "graph.json").read_text())
     assert graph == json.loads(json.dumps(run.graph.to_dict()))
     assert {n["role"] for n in graph["nodes"]} == {"upstream", "informative", "downstream"}
@@ -121,17 +130,79 @@ def test_demo_overwrite_replaces_an_existing_directory(tiny_mha, tmp_path):
         counterfactuals=1,
         progress=False,
         echo=None,
+        save_deltas=True,
     )
     assert not (out / "stale.txt").exists()
+    assert (out / "first_hop" / "delta.safetensors").is_file()
     assert (out / "report.html").is_file() and [r.dataset for r in result.runs] == ["first_hop"]
     assert result["first_hop"].canonical["informative"].kv_heads is None  # multi-head attention
+
+
+def test_report_rebuilds_from_a_saved_demo_without_recomputing(demo, tmp_path, monkeypatch):
+    from extractive_lens import cli
+    from extractive_lens.demo_io import load_demo
+    from extractive_lens.report import build_report
+
+    result, _ = demo
+    # nothing may be recomputed: any finetune or score call fails the test
+    import extractive_lens.scores.engine as engine
+    import extractive_lens.training as training
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(engine, "compute", boom)
+    monkeypatch.setattr(training, "finetune", boom)
+    loaded = load_demo(result.out_dir)
+    assert loaded.verdict() == result.verdict() and loaded.rows() == result.rows()
+    original, rebuilt = build_report(result), build_report(loaded)
+    assert [f.name for f in rebuilt.figures] == [f.name for f in original.figures]
+    assert [f.caption for f in rebuilt.figures] == [f.caption for f in original.figures]
+    assert rebuilt.paragraphs == original.paragraphs
+    target = tmp_path / "rebuilt.html"
+    assert cli.main(["report", str(result.out_dir), "--out", str(target)]) == 0
+    assert target.stat().st_size > 1e6
+    assert cli.main(["report", str(result.out_dir)]) == 2  # report.html exists: not replaced
+    assert cli.main(["report", str(tmp_path)]) == 2  # not a demo directory
+
+
+def test_cli_demo_defaults_are_the_library_defaults():
+    import inspect
+
+    from extractive_lens import cli, demo
+
+    args = cli.build_parser().parse_args(["demo"])
+    assert args.lr == demo.DEMO_LR == inspect.signature(run_demo).parameters["lr"].default
+    assert not args.save_deltas
+
+
+def test_verdict_words_match_the_numbers():
+    from extractive_lens.delta import WeightDelta
+    from extractive_lens.experiments.ocr import OCRResult
+
+    def verdict(impl, ctrl):
+        ranks = {"facts": [0] * len(impl), "implications": impl, "control_implications": ctrl}
+        n = {k: 20 for k in ranks}
+        return OCRResult("d", {}, {}, (), {}, ranks, n, WeightDelta({})).verdict()
+
+    ctrl = [10, 12, 8, 9, 11, 10, 9, 12, 10, 9]
+    weak = [10, 2, 8, 9, 11, 2, 9, 12, 0, 9]  # 2.8 ± 1.44 better: under the 2-SE bar
+    assert verdict(weak, ctrl).endswith(
+        " - no significant OCR: implications rank 2.8 ± 1.4 better than the control, "
+        "not significant at 2 SE."
+    )
+    strong = verdict([1, 3, 0, 1, 2, 0, 0, 2, 1, 0], ctrl)
+    assert strong.endswith(
+        " - OCR: implications rank 9.0 ± 0.2 better than the control (significant at 2 SE)."
+    )
+    assert "worse than the control" in verdict([c + 1 for c in ctrl[:-1]] + [ctrl[-1] + 3], ctrl)
 
 
 @pytest.mark.slow
 def test_demo_on_the_tiny_model_with_defaults(tmp_path):
     # Wall time is a benchmark matter, not a test's: this checks the defaults run end to end.
     result = run_demo("tiny", tmp_path / "demo", progress=False, echo=None)
-    assert result.config["lr"] == 1e-4 and result.config["epochs"] == 8
+    assert result.config["lr"] == 3e-4 and result.config["epochs"] == 8
     assert (tmp_path / "demo" / "report.html").is_file()
 
 
@@ -147,4 +218,4 @@ def test_demo_on_smollm2(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "first_hop" in printed and "report:" in printed
-    assert result.rows()[0]["fact rank"] < 1.0  # METHOD.md §6 pilot: 0.0 at lr 1e-4
+    assert result.rows()[0]["fact rank"] < 1.0  # docs/results.md §1: 0.00 at lr 3e-4

@@ -27,7 +27,7 @@ from extractive_lens.experiments.freezing import MODES, FreezingResult, layer_fr
 from extractive_lens.experiments.grafting import (
     GraftResult,
     _with_counterfactual_control,
-    weight_grafting,
+    weight_grafting_heldout_variant,
 )
 from extractive_lens.experiments.ordering import ORDERS, OrderingResult, data_ordering
 from extractive_lens.models import named_parameters
@@ -255,14 +255,17 @@ def test_ordering_checks_its_inputs(tiny_llama):
         data_ordering(tiny_llama, small_daxwug(), orders=["sideways"], progress=False)
 
 
-# --------------------------------------------------------------------------- weight grafting
+# ------------------------------------------------- weight grafting (held-out variant; the paper's
+# design is tested in tests/test_grafting_paper.py)
 
 
 @pytest.fixture(scope="module")
 def grafted(tiny_llama):
     ds = small_daxwug()
     before = snapshot(tiny_llama)
-    result = weight_grafting(tiny_llama, ds, lr=LR, epochs=2, seed=1, progress=False)
+    result = weight_grafting_heldout_variant(
+        tiny_llama, ds, lr=LR, epochs=2, seed=1, progress=False
+    )
     assert same_weights(tiny_llama, before)
     return result, ds
 
@@ -317,12 +320,14 @@ def test_graft_table_and_errors(grafted, tiny_llama, tmp_path):
     assert {"I(F')", "I(F)", "F'", "F", "control I(F')"} <= set(rows[0])
     assert set(result.training_checks()) == {"F", "F,I(F)", "F'", "I(F)"}
     assert "graft/counterfactual_implications" in result.summary()
+    assert result.config["design"] == "heldout_variant"
+    assert result.changed == tuple(range(8))  # the derangement changes every answer
     result.figure()
     out = result.save(tmp_path / "graft", save_deltas=True)
     assert (out / "deltas" / "F_prime.safetensors").is_file()
     assert isinstance(result, GraftResult)
     with pytest.raises(ValueError, match="counterfactual_facts"):
-        weight_grafting(tiny_llama, first_hop(), progress=False)
+        weight_grafting_heldout_variant(tiny_llama, first_hop(), progress=False)
 
 
 # --------------------------------------------------------------------------- graft localisation
@@ -330,12 +335,15 @@ def test_graft_table_and_errors(grafted, tiny_llama, tmp_path):
 
 def test_graft_localisation_scores_the_right_deltas(grafted, tiny_llama, tmp_path):
     from extractive_lens.experiments.figures import r_squared
-    from extractive_lens.experiments.localisation import LocalisationResult, graft_localisation
+    from extractive_lens.experiments.localisation import (
+        LocalisationResult,
+        graft_localisation_counterfactual_variant,
+    )
     from extractive_lens.scores import downstream_scores, informative_scores
 
     grafting, ds = grafted
     before = snapshot(tiny_llama)
-    result = graft_localisation(tiny_llama, ds, grafting=grafting)
+    result = graft_localisation_counterfactual_variant(tiny_llama, ds, grafting=grafting)
     assert same_weights(tiny_llama, before)
     assert isinstance(result, LocalisationResult)
     cf = _with_counterfactual_control(ds).split("counterfactual_implications")
@@ -359,7 +367,7 @@ def test_graft_localisation_scores_the_right_deltas(grafted, tiny_llama, tmp_pat
     assert len(result.figure().data) == 6  # 3 kinds x (cells, fitted line)
     assert (result.save(tmp_path / "loc") / "results.json").is_file()
     with pytest.raises(ValueError, match="grafting ran on"):
-        graft_localisation(tiny_llama, first_hop(), grafting=grafting)
+        graft_localisation_counterfactual_variant(tiny_llama, first_hop(), grafting=grafting)
 
 
 def test_r_squared():

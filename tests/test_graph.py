@@ -61,7 +61,9 @@ def test_graph_nodes_edges_and_exports(scores):
     for role in ("upstream", "informative", "downstream"):
         nodes = g.by_role(role)
         assert len(nodes) == 4
-        best = canon[role].top(4)
+        # largest |score| first; downstream / upstream select among MLPs and query heads only
+        ranked = canon[role].top(10**6, absolute=True)
+        best = [e for e in ranked if role == "informative" or e[0].kind != "kv_head"][:4]
         assert [(n.component, n.position) for n in nodes] == [(c, p) for c, p, _ in best]
         for n in nodes:  # every node carries all three scores
             for r in ("upstream", "informative", "downstream"):
@@ -94,10 +96,14 @@ def test_graph_nodes_edges_and_exports(scores):
 
 def test_threshold_selection(scores):
     canon = scores.canonical()
-    cut = canon["downstream"].top(3)[-1][2]
+    ranked = [e for e in canon["downstream"].top(10**6, absolute=True) if e[0].kind != "kv_head"]
+    cut = abs(ranked[2][2])
     g = extractive_graph(canon, threshold=cut)
     assert len(g.by_role("downstream")) == 3
-    assert all(n.score >= cut for n in g.nodes)
+    assert all(abs(n.score) >= cut for n in g.nodes)  # by magnitude: negatives count
+    positive = extractive_graph(canon, threshold=cut, select="positive")
+    assert all(n.score >= cut for n in positive.nodes)
+    assert any(n.score < 0 for n in extractive_graph(canon, top_k=20).nodes)  # negatives shown
     assert len(extractive_graph(canon, top_k=2, threshold=cut).by_role("downstream")) == 2
     with pytest.raises(ValueError, match="roles"):
         extractive_graph({"informative": canon["informative"]})
@@ -139,3 +145,24 @@ def test_parallel_model_graph_has_no_same_layer_head_to_mlp_edge():
         and a.component.kind == "head"
         and b.component.kind == "mlp"
     ]
+
+
+def test_edges_only_between_nodes_whose_interval_excludes_zero(scores):
+    canon = scores.canonical(per_slot=True)
+    intervals = {
+        role: s.canonical_interval(per_slot=True, n_boot=200, seed=0)
+        for role, s in scores.roles().items()
+    }
+    g = extractive_graph(canon, top_k=8, intervals=intervals)
+    for n in g.nodes:
+        low, high = intervals[n.role]
+        lo = float(low.component(n.component)[n.position])
+        hi = float(high.component(n.component)[n.position])
+        assert n.significant == (lo > 0 or hi < 0)
+    ids = {n.id: n for n in g.nodes}
+    assert all(ids[s].significant and ids[t].significant for s, t in g.edges)
+    plain = extractive_graph(canon, top_k=8)
+    assert {n.id for n in plain.nodes} == {n.id for n in g.nodes}  # same nodes, fewer edges
+    assert set(g.edges) <= set(plain.edges)
+    assert all(n.significant is None for n in plain.nodes)
+    assert g.to_dict()["nodes"][0]["significant"] == g.nodes[0].significant

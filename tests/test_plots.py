@@ -65,6 +65,11 @@ def test_ocr_curves_one_panel_per_dataset_with_styles_values_and_chance(demo):
         assert list(trace.x) == [row["epoch"] for row in rows] == [0, 1, 2]
         _close(trace.y, [row[split] for row in rows])
         assert trace.line.dash == dash[split]
+        # the last point carries +- 1 SE over the items of the final ranks, the others none
+        final = torch.tensor(result.final_ranks[split], dtype=torch.float64)
+        se = float(final.std() / len(final) ** 0.5)
+        assert list(trace.error_y.array[:-1]) == [0.0] * (len(rows) - 1)
+        assert trace.error_y.array[-1] == pytest.approx(se)
     # the first panel's traces live on x/y, the second's on x2/y2
     assert {t.xaxis for t in fig.data} == {"x", "x2"}
     chance = [s for s in fig.layout.shapes if s.y0 == s.y1]
@@ -82,6 +87,7 @@ def test_ocr_curves_from_saved_json_equal_the_live_figure(demo):
     again = ocr_curves(saved)
     for a, b in zip(live.data, again.data, strict=True):
         _close(a.y, b.y)
+        _close(a.error_y.array, b.error_y.array)
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -93,14 +99,21 @@ def test_score_heatmaps_rows_columns_values_and_colour_scales(run):
     roles = ["downstream", "informative", "upstream"]
     assert [t.name for t in fig.data] == [f"{r} {k}" for r in roles for k in ("MLP", "attention")]
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[:2] == ["downstream · MLP", "downstream · attention (sum over heads)"]
+    assert titles[:2] == [
+        "downstream · MLP",
+        "downstream · attention (sum over query heads; K/V path included)",
+    ]
+    assert titles[3] == "informative · attention (query + K/V heads' weights)"
     labels = [t.strip() for t in canonical["informative"].labels]
     n_pos, n_layers = canonical["informative"].mlp.shape
     for i, role in enumerate(roles):
         mlp, attn = fig.data[2 * i], fig.data[2 * i + 1]
         c = canonical[role]
         _close(mlp.z, c.mlp.T.double())
-        _close(attn.z, (c.heads.sum(-1) + c.kv_heads.sum(-1)).T.double())
+        # K/V heads add only to informative (a partition of the weights); downstream and
+        # upstream query-head scores already carry the K/V path
+        kv = c.kv_heads.sum(-1) if role == "informative" else 0
+        _close(attn.z, (c.heads.sum(-1) + kv).T.double())
         _close(attn.z, attention_by_layer(c).T.double())
         assert list(mlp.y) == list(range(n_layers))  # layer 0 first = at the bottom
         assert list(mlp.x) == list(range(n_pos))

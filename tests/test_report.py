@@ -74,18 +74,28 @@ def test_report_says_in_words_whether_ocr_happened(demo, page):
 
 
 def test_every_figure_has_a_caption_and_plotly_is_embedded(demo, page):
+    from extractive_lens.report import _ocr_word
+
     rep = build_report(demo)
     names = [e.name for e in rep.figures]
-    assert names == [
-        "ocr_curves",
-        "summary_table",
-        "first_hop_heatmaps",
-        "first_hop_heads",
-        "first_hop_graph",
-        "second_hop_heatmaps",
-        "second_hop_heads",
-        "second_hop_graph",
-    ]
+    expected = ["ocr_curves", "summary_table"]
+    withheld = []
+    for run in demo.runs:  # structure figures only where OCR was established
+        word = _ocr_word(run.ocr)
+        if word != "n/a":  # the facts were learned: heatmaps (with a caveat unless OCR)
+            expected += [f"{run.dataset}_heatmaps", f"{run.dataset}_heads"]
+        if word == "yes":
+            expected.append(f"{run.dataset}_graph")
+        else:
+            withheld.append(run.dataset)
+    assert names == expected
+    for entry in rep.figures:
+        if entry.name.endswith(("_heatmaps", "_heads")):
+            run = demo[entry.name.rsplit("_", 1)[0]]
+            assert entry.caption.startswith("UNRELIABLE") == (_ocr_word(run.ocr) != "yes")
+    if withheld:
+        lines = dict(rep.paragraphs)["Figures withheld"]
+        assert [line.split(":")[0] for line in lines] == withheld
     figcaptions = re.findall(r"<figcaption><b>Figure (\d+)\.</b> ([^<]+)</figcaption>", page)
     assert [int(n) for n, _ in figcaptions] == list(range(1, len(names) + 1))
     for _, caption in figcaptions:  # one sentence each, saying how to read the figure

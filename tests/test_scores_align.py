@@ -77,16 +77,19 @@ def test_canonical_positions_and_labels(tok):
         canonical_layout(tok, a, "Some other prompt X is from speak")
 
 
-def test_canonical_scores_keep_totals(tiny_gpt2, precision):
+def _block_delta(model, seed):
     from extractive_lens.models import named_parameters
 
-    gen = torch.Generator().manual_seed(0)
-    delta = {
+    gen = torch.Generator().manual_seed(seed)
+    return {
         n: 0.02 * torch.randn(p.shape, generator=gen)
-        for n, p in named_parameters(tiny_gpt2).items()
+        for n, p in named_parameters(model).items()
         if ".h." in n
     }
-    s = informative_scores(tiny_gpt2, delta, ITEMS, OPTIONS)
+
+
+def test_canonical_scores_keep_totals(tiny_gpt2, precision):
+    s = informative_scores(tiny_gpt2, _block_delta(tiny_gpt2, 0), ITEMS, OPTIONS)
     for template in (None, "The people in the city X Y is from speak"):
         c = s.canonical(template)
         assert c.mlp.shape[0] == len(c.labels)
@@ -145,3 +148,36 @@ def test_mixed_templates_have_no_single_canonical(tiny_mha):
     assert len(s.alignment.groups) == 2
     with pytest.raises(AlignmentError, match="one template"):
         s.canonical()
+
+
+def test_per_slot_canonical_averages_only_over_items_that_have_the_slot(tiny_gpt2):
+    s = informative_scores(tiny_gpt2, _block_delta(tiny_gpt2, 1), ITEMS, OPTIONS)
+    plain, per_slot = s.canonical(), s.canonical(per_slot=True)
+    slots, _ = canonical_layout(tiny_gpt2.tokenizer, s.alignment)
+    index = [s.alignment.canonical_positions(i, n, slots) for i, n in enumerate(s.lengths)]
+    assert per_slot.counts == plain.counts
+    assert min(plain.counts) < len(ITEMS)  # some slot only the longer entities reach
+    for pos in range(len(plain.labels)):
+        have = [i for i in range(len(ITEMS)) if (index[i] == pos).any()]
+        assert plain.counts[pos] == len(have)
+        sums = [s.mlp[i, : s.lengths[i]][index[i] == pos].sum(0) for i in have]
+        torch.testing.assert_close(per_slot.mlp[pos], torch.stack(sums).mean(0))
+        torch.testing.assert_close(plain.mlp[pos], torch.stack(sums).sum(0) / len(ITEMS))
+
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_more_items(tiny_gpt2):
+    delta = _block_delta(tiny_gpt2, 2)
+    s = informative_scores(tiny_gpt2, delta, ITEMS, OPTIONS)
+    point = s.canonical(per_slot=True)
+    low, high = s.canonical_interval(n_boot=400, seed=0)
+    assert torch.all(low.mlp <= high.mlp + 1e-12) and low.labels == point.labels
+    inside = ((low.heads <= point.heads + 1e-9) & (point.heads <= high.heads + 1e-9)).float()
+    assert inside.mean() > 0.9
+    # the same items four times over: the interval of the mean narrows by about sqrt(4) = 2
+    many = informative_scores(tiny_gpt2, delta, ITEMS * 4, OPTIONS)
+    low4, high4 = many.canonical_interval(n_boot=400, seed=0)
+    torch.testing.assert_close(many.canonical(per_slot=True).mlp, point.mlp)
+    ratio = float((high4.mlp - low4.mlp).sum() / (high.mlp - low.mlp).sum())
+    assert 0.35 < ratio < 0.75
+    with pytest.raises(ValueError, match="level"):
+        s.canonical_interval(level=1.5)

@@ -101,9 +101,10 @@ ordering.figure()
 # %% [markdown]
 # ## 4. Weight grafting
 #
-# Four trainings: facts F; implications on top of the facts model (the graft
-# Delta_{F,I(F)}); counterfactual facts F'; implications from scratch (the control delta). The
-# graft added to theta + Delta_{F'} should answer the *counterfactual* implications I(F').
+# The paper's design (METHOD.md §7) on the *training* names: facts F; implications on top of
+# the facts model (the graft Delta_{F,I(F)}); counterfactual facts F' (an independent redraw of
+# the names' cities); implications from scratch (the control delta). The graft added to
+# theta + Delta_{F'} should answer the *counterfactual* implications I(F').
 
 # %%
 grafting = weight_grafting(model, head(daxwug(), N), progress=False, **RECIPE)
@@ -114,9 +115,9 @@ grafting.figure()
 # %% [markdown]
 # ## 5. Graft localisation
 #
-# Informative scores of the graft (at theta + Delta_{F'}) against downstream scores of the OCR
-# step Delta_{F'} in the grafted model, per (component, token position) cell. Passing the
-# grafting result reuses its deltas instead of training again.
+# Informative scores of the graft (at theta + Delta_F, on training names) against downstream
+# scores of a fresh finetune on the *held-out* names' facts in the grafted model, per
+# (component, token position) cell. Passing the grafting result reuses its deltas.
 
 # %%
 localisation = graft_localisation(model, head(daxwug(), N), grafting=grafting)

@@ -5,9 +5,18 @@ for sweeps), ``to_dict()`` and ``save(out_dir)``; ``sweep`` runs any of them ove
 """
 
 from extractive_lens.experiments.cluster import make_executor
+from extractive_lens.experiments.faithfulness import FaithfulnessResult, faithfulness
 from extractive_lens.experiments.freezing import FreezingResult, layer_freezing
-from extractive_lens.experiments.grafting import GraftResult, weight_grafting
-from extractive_lens.experiments.localisation import LocalisationResult, graft_localisation
+from extractive_lens.experiments.grafting import (
+    GraftResult,
+    weight_grafting,
+    weight_grafting_heldout_variant,
+)
+from extractive_lens.experiments.localisation import (
+    LocalisationResult,
+    graft_localisation,
+    graft_localisation_counterfactual_variant,
+)
 from extractive_lens.experiments.ocr import OCRResult, verify_ocr
 from extractive_lens.experiments.ordering import OrderingResult, data_ordering
 from extractive_lens.experiments.registry import EXPERIMENTS, Experiment, get_experiment
@@ -16,6 +25,7 @@ from extractive_lens.experiments.sweep import SweepResult, load_sweep, sweep
 __all__ = [
     "EXPERIMENTS",
     "Experiment",
+    "FaithfulnessResult",
     "FreezingResult",
     "GraftResult",
     "LocalisationResult",
@@ -23,12 +33,15 @@ __all__ = [
     "OrderingResult",
     "SweepResult",
     "data_ordering",
+    "faithfulness",
     "get_experiment",
     "graft_localisation",
+    "graft_localisation_counterfactual_variant",
     "layer_freezing",
     "load_sweep",
     "make_executor",
     "sweep",
     "verify_ocr",
     "weight_grafting",
+    "weight_grafting_heldout_variant",
 ]

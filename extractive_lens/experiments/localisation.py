@@ -1,24 +1,32 @@
-"""Experiment 6 (METHOD.md §5.6): graft localisation — does the graft install OCR's downstream part?
+"""Experiment 6 (METHOD.md §5.6, §7): graft localisation — does the graft install OCR's downstream?
 
-The weight-grafting experiment (``grafting.weight_grafting``) yields the graft
-Delta_{F,I(F)} and the counterfactual facts' delta Delta_{F'}. In the grafted model
-theta_g = theta + Delta_{F,I(F)}, learning the counterfactual facts is an OCR step on new
-(name, city) pairs, and its implications I(F') are the held-out test. Two scores per cell:
+:func:`graft_localisation` is the paper's experiment as the authors' ``localization.py`` runs it.
+From the paper's weight grafting (:func:`.grafting.weight_grafting`, training names) it takes
+Delta_F and the graft Delta_{F,I(F)}, and computes two scores per cell:
 
-- **informative score of the graft**: ``scores.informative_scores`` at theta + Delta_{F'} with
-  delta = the graft, on I(F'): how much each component's share of the graft raises the answer;
-- **downstream score of OCR**: ``scores.downstream_scores`` at theta_g with delta = Delta_{F'}, on
-  I(F'): how well each component, with its (grafted) weights, turns the new facts' changed inputs
-  into the answer.
+- **x, informative score of the graft**: ``scores.informative_scores`` at theta + Delta_F with
+  delta = Delta_{F,I(F)}, on the zong prompts of the first 20 *training* names (the names the
+  graft was trained on): which components the graft wrote into;
+- **y, downstream score of OCR on new names**: at theta + Delta_F + Delta_{F,I(F)}, a fresh
+  finetune on the dax facts of the 20 *held-out* names (never seen by any earlier training) gives
+  Delta_test; ``scores.downstream_scores`` at theta + Delta_F + Delta_{F,I(F)} with delta =
+  Delta_test, on the held-out names' zong prompts: which components, with their grafted weights,
+  turn the newly learned facts into the implication.
 
-A *cell* is one MLP or one attention head at one canonical token position (``"The zong of X1 ..
-X5 is"``, METHOD.md §3), scores averaged over the items. If the graft installs the downstream part
-of the extractive structure, the two scores correlate across cells: the paper reports r² = 0.49
-(MLPs) and 0.28 (heads) on OLMo-7B. Both scores are positive when the component helps.
+A *cell* is one MLP or one attention head at one canonical token position (the zong template with
+``X Y`` in the name's place, as the authors' ``acc_point``), scores averaged over the items. If the
+graft installs the downstream part of the extractive structure, x and y correlate across cells:
+the paper reports r² = 0.49 (MLPs) and 0.28 (heads) on OLMo-7B. The result also records how well
+the grafted model answers the held-out names' zong after their facts were learned (``ocr_ranks``).
 
->>> from extractive_lens import tiny_model, daxwug
+:func:`graft_localisation_counterfactual_variant` is this library's earlier design, kept under a
+name that says what it is: on the 20 held-out names only, the graft's informative score at
+theta + Delta_{F'} and the downstream score of Delta_{F'} (trained from theta) at theta + graft, on
+I(F'). It has no new names, so it does not test OCR on new names, and its r² is not the paper's.
+
+>>> from extractive_lens import tiny_model
 >>> from extractive_lens.experiments.localisation import graft_localisation
->>> result = graft_localisation(tiny_model(), daxwug(), lr=3e-3, epochs=1, progress=False)
+>>> result = graft_localisation(tiny_model(), lr=3e-3, epochs=1, n_train=8, progress=False)
 >>> [row["components"] for row in result.table()][:2]
 ['MLPs', 'heads']
 """
@@ -35,15 +43,25 @@ import plotly.graph_objects as go
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.data import OCRDataset
-from extractive_lens.experiments.common import base_dict, save_result
+from extractive_lens.data import OCRDataset, daxwug
+from extractive_lens.experiments.common import base_dict, head, mean, resolve_dataset, save_result
 from extractive_lens.experiments.figures import r_squared, scatter_fit_figure
-from extractive_lens.experiments.grafting import CF_IMPLICATIONS, GraftResult, weight_grafting
+from extractive_lens.experiments.grafting import (
+    CF_IMPLICATIONS,
+    GraftResult,
+    weight_grafting,
+    weight_grafting_heldout_variant,
+)
+from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
+from extractive_lens.scores import ComponentScores, downstream_scores, informative_scores
+from extractive_lens.scores.align import AlignmentError
+from extractive_lens.training import finetune
 
 #: The paper's r² (OLMo-7B, METHOD.md §5.6).
 PAPER = {"MLPs": 0.49, "heads": 0.28}
 KINDS = {"mlp": "MLPs", "heads": "heads", "kv_heads": "K/V heads"}
+N_INFORMATIVE_ITEMS = 20  # the authors score the first 20 training names
 
 
 @dataclass(frozen=True)
@@ -59,7 +77,9 @@ class LocalisationResult:
         informative: kind (``mlp``, ``heads``, ``kv_heads``) -> graft informative scores, nested
             lists ``[pos][layer]`` (MLPs) or ``[pos][layer][head]``, mean over items.
         downstream: the same for the OCR downstream scores.
-        graft_ranks: mean ranks of theta + Delta_{F'} + graft (does the grafted model do OCR?).
+        graft_ranks: the grafting result's mean ranks of theta + Delta_{F'} + graft.
+        ocr_ranks: for the paper's design, mean ranks at theta + Delta_F + graft + Delta_test of
+            the held-out names' facts and implications (did OCR on the new names happen?).
         seconds: wall time (including the grafting trainings unless they were passed in).
     """
 
@@ -70,6 +90,7 @@ class LocalisationResult:
     informative: dict[str, list]
     downstream: dict[str, list]
     graft_ranks: dict[str, float]
+    ocr_ranks: dict[str, float] | None = None
     seconds: float = 0.0
 
     def cells(self, kind: str) -> tuple[list[float], list[float], list[str]]:
@@ -115,6 +136,7 @@ class LocalisationResult:
     def summary(self) -> dict[str, float]:
         out = {f"r2/{k}": v for k, v in self.r2().items()}
         out.update({f"graft/{k}": v for k, v in self.graft_ranks.items()})
+        out.update({f"ocr/{k}": v for k, v in (self.ocr_ranks or {}).items()})
         return out
 
     def figure(self) -> go.Figure:
@@ -125,7 +147,8 @@ class LocalisationResult:
             x_title="graft informative score",
             y_title="OCR downstream score",
             paper_r2=PAPER,
-            title=f"Graft localisation on {self.model['name']} (cells: component x position)",
+            title=f"Graft localisation ({self.config.get('design', 'paper')}) on "
+            f"{self.model['name']} (cells: component x position)",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +161,7 @@ class LocalisationResult:
             "informative": self.informative,
             "downstream": self.downstream,
             "graft_ranks": self.graft_ranks,
+            "ocr_ranks": self.ocr_ranks,
             "paper": PAPER,
         }
 
@@ -156,43 +180,126 @@ def graft_localisation(
     batch_size: int = 8,
     seed: int = 0,
     data_seed: int = 0,
+    n_train: int | None = None,
     eval_batch_size: int = 32,
     progress: bool = True,
 ) -> LocalisationResult:
-    """Correlate the graft's informative scores with OCR's downstream scores (module doc).
+    """The paper's graft localisation (module doc).
 
     Args:
         model: the model; its weights are unchanged afterwards.
-        dataset: as for ``weight_grafting`` (default: ``daxwug(data_seed)``).
-        grafting: a finished ``weight_grafting`` result on this model and dataset to reuse
-            (its deltas); otherwise the four trainings run here with the given recipe.
+        dataset: as for ``weight_grafting``, plus ``test_facts`` / ``test_implications`` (the
+            held-out names; default ``daxwug(data_seed, prompts="paper")``).
+        grafting: a finished paper-design ``weight_grafting`` result on this model and dataset
+            to reuse (its deltas); otherwise its four trainings run here with the given recipe.
+        lr, epochs, batch_size, seed: the recipe of the trainings (also of Delta_test).
+        n_train: as for ``weight_grafting`` (quick runs only).
     """
-    from extractive_lens.experiments.common import resolve_dataset
-    from extractive_lens.experiments.grafting import _with_counterfactual_control
-    from extractive_lens.scores import downstream_scores, informative_scores
-    from extractive_lens.scores.align import AlignmentError
-
     start = time.perf_counter()
+    ds = resolve_dataset(
+        dataset if dataset is not None else daxwug(data_seed, prompts="paper"), data_seed
+    )
+    if n_train is not None:
+        ds = head(ds, len(ds.facts), n_train)
     if grafting is None:
         grafting = weight_grafting(
             model,
-            dataset,
+            ds,
             lr=lr,
             epochs=epochs,
             batch_size=batch_size,
             seed=seed,
-            data_seed=data_seed,
             eval_batch_size=eval_batch_size,
             progress=progress,
         )
-    elif not grafting.deltas:
-        raise ValueError("graft_localisation: the grafting result carries no deltas")
-    from extractive_lens.data import daxwug
+    _check_grafting(grafting, ds, "paper")
+    delta_f, graft = grafting.deltas["F"], grafting.deltas["F,I(F)"]
+    grafted = delta_f + graft  # theta + Delta_F + Delta_{F,I(F)}
+    test_facts, test_impl = ds.split("test_facts"), ds.split("test_implications")
+    run = finetune(
+        model,
+        test_facts.examples,
+        lr=grafting.config["lr"],
+        epochs=grafting.config["epochs"],
+        batch_size=grafting.config["batch_size"],
+        seed=grafting.config["seed"],
+        eval_batch_size=eval_batch_size,
+        base=grafted,
+        progress=progress,
+    )
+    delta_test = run.delta
+    with grafted.applied(model):
+        downstream = downstream_scores(
+            model, delta_test, test_impl.examples, test_impl.options, batch_size=eval_batch_size
+        )
+        with delta_test.applied(model):
+            ocr_ranks = {
+                name: mean(
+                    ranks(model, split.examples, split.options, batch_size=eval_batch_size).tolist()
+                )
+                for name, split in (("held-out facts", test_facts), ("held-out zong", test_impl))
+            }
+    train_impl = ds.split("train_implications")
+    with delta_f.applied(model):
+        informative = informative_scores(
+            model,
+            graft,
+            train_impl.examples[:N_INFORMATIVE_ITEMS],
+            train_impl.options,
+            batch_size=eval_batch_size,
+        )
+    template = _canonical_template(train_impl.examples[0])
+    positions, inf_t, down_t = _cells(informative, downstream, template)
+    config = {
+        **grafting.config,
+        "informative": f"graft at theta + Delta_F on the first {N_INFORMATIVE_ITEMS} "
+        "train_implications",
+        "downstream": "Delta_test (test_facts, trained at theta + Delta_F + graft) at "
+        "theta + Delta_F + graft on test_implications",
+    }
+    return LocalisationResult(
+        model=model_identity(model),
+        config=config,
+        dataset=ds.name,
+        positions=positions,
+        informative=inf_t,
+        downstream=down_t,
+        graft_ranks=grafting.mean_ranks()["graft"],
+        ocr_ranks=ocr_ranks,
+        seconds=time.perf_counter() - start,
+    )
 
+
+def graft_localisation_counterfactual_variant(
+    model: TransformerBridge,
+    dataset: OCRDataset | str | None = None,
+    *,
+    grafting: GraftResult | None = None,
+    lr: float = 1e-4,
+    epochs: int = 8,
+    batch_size: int = 8,
+    seed: int = 0,
+    data_seed: int = 0,
+    eval_batch_size: int = 32,
+    progress: bool = True,
+) -> LocalisationResult:
+    """Not the paper's design (module doc): the graft's informative score at theta + Delta_{F'}
+    against Delta_{F'}'s downstream score at theta + graft, both on I(F') of the 20 held-out
+    names. ``grafting``: a ``weight_grafting_heldout_variant`` result to reuse."""
+    start = time.perf_counter()
     ds = resolve_dataset(dataset if dataset is not None else daxwug(data_seed), data_seed)
-    if ds.name != grafting.dataset:
-        raise ValueError(f"grafting ran on {grafting.dataset!r}, not on {ds.name!r}")
-    ds = _with_counterfactual_control(ds)
+    if grafting is None:
+        grafting = weight_grafting_heldout_variant(
+            model,
+            ds,
+            lr=lr,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            eval_batch_size=eval_batch_size,
+            progress=progress,
+        )
+    _check_grafting(grafting, ds, "heldout_variant")
     split = ds.split(CF_IMPLICATIONS)
     graft, counterfactual = grafting.deltas["F,I(F)"], grafting.deltas["F'"]
     with counterfactual.applied(model):
@@ -203,8 +310,45 @@ def graft_localisation(
         downstream = downstream_scores(
             model, counterfactual, split.examples, split.options, batch_size=eval_batch_size
         )
+    positions, inf_t, down_t = _cells(informative, downstream, None)
+    return LocalisationResult(
+        model=model_identity(model),
+        config={**grafting.config, "scored": CF_IMPLICATIONS},
+        dataset=ds.name,
+        positions=positions,
+        informative=inf_t,
+        downstream=down_t,
+        graft_ranks=grafting.mean_ranks()["graft"],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check_grafting(grafting: GraftResult, ds: OCRDataset, design: str) -> None:
+    if not grafting.deltas:
+        raise ValueError("graft localisation: the grafting result carries no deltas")
+    if grafting.dataset != ds.name:
+        raise ValueError(f"grafting ran on {grafting.dataset!r}, not on {ds.name!r}")
+    if grafting.config.get("design") != design:
+        raise ValueError(
+            f"this localisation needs a {design!r} grafting result, got "
+            f"{grafting.config.get('design')!r}"
+        )
+
+
+def _canonical_template(example: Any) -> str | None:
+    """The zong template with ``X Y`` in the name's place (the authors' ``acc_point``)."""
+    return None if example.template is None else example.template.format("X Y")
+
+
+def _cells(
+    informative: ComponentScores, downstream: ComponentScores, template: str | None
+) -> tuple[tuple[str, ...], dict[str, list], dict[str, list]]:
+    """Canonical positions and each kind's mean-over-items scores ``[pos][layer](head)``; summed
+    over positions (one position ``"all"``) when the items cannot be aligned."""
     try:
-        inf, down = informative.canonical(), downstream.canonical()
+        inf, down = informative.canonical(template), downstream.canonical(template)
+        if inf.labels != down.labels:
+            raise AlignmentError(f"canonical labels differ: {inf.labels} vs {down.labels}")
         positions = tuple(inf.labels)
         inf_t, down_t = inf._tensors(), down._tensors()
     except AlignmentError:
@@ -213,14 +357,8 @@ def graft_localisation(
             {k: None if v is None else v.sum(0, keepdim=True) for k, v in s.mean_examples().items()}
             for s in (informative, downstream)
         )
-    config = {**grafting.config, "scored": CF_IMPLICATIONS}
-    return LocalisationResult(
-        model=model_identity(model),
-        config=config,
-        dataset=ds.name,
-        positions=positions,
-        informative={k: v.tolist() for k, v in inf_t.items() if v is not None},
-        downstream={k: v.tolist() for k, v in down_t.items() if v is not None},
-        graft_ranks=grafting.mean_ranks()["graft"],
-        seconds=time.perf_counter() - start,
+    return (
+        positions,
+        {k: v.tolist() for k, v in inf_t.items() if v is not None},
+        {k: v.tolist() for k, v in down_t.items() if v is not None},
     )

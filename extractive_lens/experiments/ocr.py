@@ -99,13 +99,23 @@ class OCRResult:
             return head + f" - no control split ({self.control}), so OCR cannot be judged."
         against = f" (control: {self.control_name()})"
         if effect > 2 * se:
-            return (
-                head + f" - OCR: implications beat the control by {effect:.2f} ± {se:.2f} ranks"
-                f"{against}."
+            return head + (
+                f" - OCR: implications rank {effect:.1f} ± {se:.1f} better than the control "
+                f"(significant at 2 SE){against}."
+            )
+        if effect > 0:
+            return head + (
+                f" - no significant OCR: implications rank {effect:.1f} ± {se:.1f} better than "
+                f"the control, not significant at 2 SE{against}."
             )
         return (
-            head + f" - no OCR: implications vs control differ by {effect:.2f} ± {se:.2f} ranks"
-            f", not significant at 2 SE{against}."
+            head
+            + (
+                f" - no OCR: implications rank {-effect:.1f} ± {se:.1f} worse than the control"
+                if effect < 0
+                else " - no OCR: implications rank the same as the control"
+            )
+            + f"{against}."
         )
 
     def control_name(self) -> str:
@@ -143,10 +153,12 @@ class OCRResult:
             return f"{self.dataset}: no capability pre-check (the dataset has no known* splits)."
         return f"{self.dataset} pre-check: the model " + "; it ".join(parts) + "."
 
-    def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write ``results.json`` and ``delta.safetensors`` into a new directory."""
+    def save(self, out_dir: str | Path, overwrite: bool = False, save_delta: bool = True) -> Path:
+        """Write ``results.json`` and (with ``save_delta``) ``delta.safetensors`` into a new
+        directory."""
         out = prepare_output_dir(out_dir, overwrite)
-        self.delta.save(out / "delta.safetensors")
+        if save_delta:
+            self.delta.save(out / "delta.safetensors")
         write_json(out / "results.json", self.to_dict())
         return out
 
@@ -166,6 +178,7 @@ class OCRResult:
             "verdict": self.verdict(),
             "capability": self.capability(),
             "control": self.control,
+            "precheck_sizes": {k: list(v) for k, v in self.precheck_sizes.items()},
             "seconds": self.seconds,
             "provenance": provenance(),
         }

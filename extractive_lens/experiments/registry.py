@@ -149,14 +149,14 @@ EXPERIMENTS: dict[str, Experiment] = {
     "grafting": Experiment(
         "grafting",
         _grafting,
-        {"dataset": "daxwug", **_TRAIN},
-        "weight grafting of Delta_{F,I(F)} onto counterfactual facts (METHOD.md 5.5)",
+        {"dataset": "daxwug_paper", **_TRAIN, "n_train": None},
+        "weight grafting of Delta_{F,I(F)} onto counterfactual facts (METHOD.md 5.5, 7)",
     ),
     "localisation": Experiment(
         "localisation",
         _localisation,
-        {"dataset": "daxwug", **_TRAIN},
-        "graft informative scores vs OCR downstream scores per component (METHOD.md 5.6)",
+        {"dataset": "daxwug_paper", **_TRAIN, "n_train": None},
+        "graft informative scores vs OCR downstream scores of new names (METHOD.md 5.6, 7)",
     ),
 }
 

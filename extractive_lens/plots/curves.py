@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,15 @@ class Curves:
     history: tuple[dict[str, float], ...]
     chance: float
     config: dict[str, Any]
+    final_se: dict[str, float] | None = None  # split -> SE over items of the final mean rank
+
+
+def _se(ranks: Sequence[float]) -> float:
+    n = len(ranks)
+    if n < 2:
+        return 0.0
+    mean = sum(ranks) / n
+    return math.sqrt(sum((r - mean) ** 2 for r in ranks) / (n - 1) / n)
 
 
 def curve_data(result: Any) -> Curves:
@@ -32,13 +42,22 @@ def curve_data(result: Any) -> Curves:
     if isinstance(result, Mapping):
         n_options = result.get("n_options", {})
         n = n_options.get("implications") or next(iter(n_options.values()), 20)
+        final = result.get("final_ranks") or {}
         return Curves(
             str(result["dataset"]),
             tuple(dict(r) for r in result["history"]),
             (n - 1) / 2,
             dict(result.get("config", {})),
+            {k: _se(v) for k, v in final.items()},
         )
-    return Curves(result.dataset, tuple(result.table()), result.chance(), dict(result.config))
+    final = getattr(result, "final_ranks", None) or {}
+    return Curves(
+        result.dataset,
+        tuple(result.table()),
+        result.chance(),
+        dict(result.config),
+        {k: _se(v) for k, v in final.items()},
+    )
 
 
 def ocr_curves(results: Any, *, title: str | None = None) -> go.Figure:
@@ -46,6 +65,8 @@ def ocr_curves(results: Any, *, title: str | None = None) -> go.Figure:
 
     Facts are solid, implications dashed, the deranged-pairing control dotted; a grey line marks
     chance ((options - 1) / 2). Epoch 0 is before training. Lower is better (0 = always first).
+    The last epoch's point carries an error bar of +- 1 standard error over the items (from the
+    per-item final ranks), so a gap between implications and control can be read against it.
 
     Args:
         results: an ``OCRResult``, its ``to_dict()``, or a sequence of either (one panel each).
@@ -69,10 +90,24 @@ def ocr_curves(results: Any, *, title: str | None = None) -> go.Figure:
             if split not in run.history[0]:
                 continue
             y = [float(row[split]) for row in run.history]
+            se = (run.final_se or {}).get(split)
+            error = (
+                None
+                if se is None
+                else {
+                    "type": "data",
+                    "array": [0.0] * (len(y) - 1) + [se],
+                    "visible": True,
+                    "color": colour,
+                    "thickness": 1.5,
+                    "width": 5,
+                }
+            )
             fig.add_trace(
                 go.Scatter(
                     x=epochs,
                     y=y,
+                    error_y=error,
                     mode="lines+markers",
                     name=label,
                     legendgroup=split,

@@ -15,10 +15,13 @@ import plotly.graph_objects as go
 
 from extractive_lens.plots._common import ROLE_COLOURS, ROLES, token_label
 
+#: Legend text: what each score measures, and nothing more (METHOD.md §3). A high informative
+#: score at a token says the component's weight change raises R through that position; it does
+#: not say the fact is "stored" there.
 ROLE_TEXT = {
-    "upstream": "upstream (reads the entity)",
-    "informative": "informative (stores the new fact)",
-    "downstream": "downstream (extracts the answer)",
+    "upstream": "upstream: finetuned model relies more on this activation",
+    "informative": "informative: this weight change raises the answer's score",
+    "downstream": "downstream: old weights turn the new inputs into the answer",
 }
 EDGE_COLOURS = {"upstream": "rgba(44,160,44,0.45)", "informative": "rgba(255,127,14,0.45)"}
 
@@ -36,6 +39,7 @@ class GraphNode:
     token: str
     role: str
     scores: dict[str, float]
+    significant: bool | None = None
 
     @property
     def score(self) -> float:
@@ -74,7 +78,9 @@ def graph_figure(graph: Any, *, title: str | None = None) -> go.Figure:
     Sizes compare nodes of one role (each role's largest |score| gets the largest marker).
 
     Within a (token, layer) cell the MLP sits above the attention heads, which are spread side by
-    side. Filled markers help the correct answer, open ones hurt it; the larger nodes are named.
+    side. Filled markers help the correct answer, open ones hurt it (the legend says so); faint
+    ones have a bootstrap interval that includes 0 (when the graph was built with intervals); the
+    larger nodes are named. Edges are possible paths (``graph.EDGE_MEANING``), labelled as such.
     Hover shows the component, token, layer, role and all three scores.
     """
     nodes, edges, labels = graph_nodes(graph)
@@ -109,7 +115,7 @@ def graph_figure(graph: Any, *, title: str | None = None) -> go.Figure:
                 mode="lines",
                 line={"color": EDGE_COLOURS[role], "width": 1.2},
                 hoverinfo="skip",
-                name=f"edges from {role}",
+                name=f"possible paths from {role} (reachability, not measured)",
                 showlegend=bool(xs),
             )
         )
@@ -136,6 +142,8 @@ def graph_figure(graph: Any, *, title: str | None = None) -> go.Figure:
                         "circle" if not nodes[i].score < 0 else "circle-open" for i in members
                     ],
                     "line": {"width": 1.5, "color": ROLE_COLOURS.get(role, "#777")},
+                    # a node whose bootstrap interval includes 0 is drawn faint, without edges
+                    "opacity": [0.3 if nodes[i].significant is False else 1.0 for i in members],
                 },
                 customdata=[
                     [
@@ -153,6 +161,16 @@ def graph_figure(graph: Any, *, title: str | None = None) -> go.Figure:
                     "%{customdata[2]}<br>upstream %{customdata[3]:.4g}<br>informative "
                     "%{customdata[4]:.4g}<br>downstream %{customdata[5]:.4g}<extra></extra>"
                 ),
+            )
+        )
+    if any(n.score < 0 for n in nodes):  # legend entry for the open (negative) markers
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                marker={"symbol": "circle-open", "color": "#555", "size": 12},
+                name="open marker: the score is negative (hurts the answer)",
             )
         )
     n_layers = max((n.layer for n in nodes), default=0) + 1
@@ -245,6 +263,7 @@ def _node(i: int, raw: Any, labels: Sequence[str] | None) -> GraphNode:
         str(token or ""),
         str(_get(raw, "role")),
         scores,
+        _get(raw, "significant", default=None),
     )
 
 

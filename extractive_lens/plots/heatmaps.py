@@ -19,17 +19,18 @@ from extractive_lens.plots._common import DIVERGING, ROLES, symmetric_range, tok
 
 ROLE_MEANING = {
     "downstream": "old weights turning the new inputs into the answer",
-    "informative": "finetuned weights storing the new fact",
+    "informative": "weight change raising the answer's score",
     "upstream": "activations the finetuned model relies on more",
 }
 
 
 def as_canonical(scores: Any, template: str | None = None) -> dict[str, Any]:
-    """``{role: CanonicalScores}`` from any of the accepted inputs (see the module docstring)."""
+    """``{role: CanonicalScores}`` from any of the accepted inputs (see the module docstring);
+    raw scores are mapped with ``per_slot=True`` (each token: mean over the items that have it)."""
     from extractive_lens.scores import CanonicalScores, ComponentScores
 
-    if hasattr(scores, "roles") and hasattr(scores, "canonical"):
-        return dict(scores.canonical(template))
+    if hasattr(scores, "roles") and hasattr(scores, "canonical"):  # figures: per-slot means
+        return dict(scores.canonical(template, per_slot=True))
     if not isinstance(scores, Mapping):
         raise TypeError(
             "expected ExtractiveScores or a {role: CanonicalScores} mapping, "
@@ -40,7 +41,7 @@ def as_canonical(scores: Any, template: str | None = None) -> dict[str, Any]:
         if isinstance(value, CanonicalScores):
             out[role] = value
         elif isinstance(value, ComponentScores):
-            out[role] = value.canonical(template)
+            out[role] = value.canonical(template, per_slot=True)
         elif isinstance(value, Mapping):
             kv = value.get("kv_heads")
             out[role] = CanonicalScores(
@@ -51,6 +52,8 @@ def as_canonical(scores: Any, template: str | None = None) -> dict[str, Any]:
                 tuple(value["labels"]),
                 int(value.get("n_items", 0)),
                 value.get("template"),
+                None if value.get("counts") is None else tuple(value["counts"]),
+                bool(value.get("per_slot", False)),
             )
         else:
             raise TypeError(f"scores[{role!r}] is a {type(value).__name__}, not canonical scores")
@@ -58,9 +61,11 @@ def as_canonical(scores: Any, template: str | None = None) -> dict[str, Any]:
 
 
 def attention_by_layer(c: Any) -> Tensor:
-    """``[pos, layer]``: each attention layer's score summed over its heads (K/V heads included)."""
-    out = c.heads.sum(-1)
-    return out + c.kv_heads.sum(-1) if c.kv_heads is not None else out
+    """``[pos, layer]``: each attention layer's total, counting each effect once: the query heads,
+    plus the K/V heads for informative scores only (``scores.result.attention_total``)."""
+    from extractive_lens.scores.result import attention_total
+
+    return attention_total(c.role, c.heads, c.kv_heads)
 
 
 def head_names(c: Any) -> list[str]:
@@ -77,8 +82,16 @@ def head_matrix(c: Any) -> Tensor:
 
 
 def choose_position(canonical: Mapping[str, Any]) -> int:
-    """The canonical position with the largest attention effect (sum of |score| over roles)."""
-    totals = sum(head_matrix(c).abs().sum((1, 2)) for c in canonical.values())
+    """The canonical position with the largest attention effect: sum over roles and heads of
+    |score|, K/V heads only where they add (informative; see ``attention_by_layer``)."""
+    from extractive_lens.scores.result import attention_total
+
+    totals = sum(
+        attention_total(
+            c.role, c.heads.abs(), None if c.kv_heads is None else c.kv_heads.abs()
+        ).sum(1)
+        for c in canonical.values()
+    )
     return int(torch.as_tensor(totals).argmax())
 
 
@@ -112,7 +125,9 @@ def score_heatmaps(
         horizontal_spacing=0.05,
         vertical_spacing=0.09,
         subplot_titles=[
-            f"{role} · {kind}" for role in roles for kind in ("MLP", "attention (sum over heads)")
+            t
+            for role in roles
+            for t in (f"{role} · MLP", f"{role} · {_attention_title(role, first)}")
         ],
     )
     names = head_names(first)
@@ -205,7 +220,9 @@ def head_drilldown(
     ``position`` is a canonical position index (negative counts from the end) or a token label
     (``"speak"``, matched ignoring the leading space; the last match wins); default: the position
     with the largest attention effect (:func:`choose_position`). Under grouped-query attention the
-    K/V heads follow the query heads as ``KV0 ..`` (credited separately, never double counted).
+    K/V heads follow the query heads as ``KV0 ..``: for informative scores they own their
+    own weights; for downstream / upstream scores they are a second decomposition of the effect
+    the query heads already carry (never added into a total).
     """
     canonical = as_canonical(scores, template)
     roles = [r for r in roles if r in canonical]
@@ -274,6 +291,17 @@ def head_drilldown(
         meta={"position": pos, "token": labels[pos], "heads": names, "roles": roles},
     )
     return fig
+
+
+def _attention_title(role: str, c: Any) -> str:
+    """What the attention panel sums, so no reader assumes the K/V path is added twice."""
+    from extractive_lens.scores.result import kv_is_additive
+
+    if c.kv_heads is None:
+        return "attention (sum over heads)"
+    if kv_is_additive(role):
+        return "attention (query + K/V heads' weights)"
+    return "attention (sum over query heads; K/V path included)"
 
 
 def _resolve_position(position: int | str | None, labels: list[str], canonical: Any) -> int:

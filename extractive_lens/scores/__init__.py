@@ -30,6 +30,7 @@ from extractive_lens.metrics import ExampleLike
 from extractive_lens.scores.align import Alignment, AlignmentError
 from extractive_lens.scores.engine import compute
 from extractive_lens.scores.informative import Coverage
+from extractive_lens.scores.integrated import Integration, exact_change_fn, integrated, quadrature
 from extractive_lens.scores.result import CanonicalScores, ComponentScores, ExtractiveScores
 
 __all__ = [
@@ -39,9 +40,11 @@ __all__ = [
     "ComponentScores",
     "Coverage",
     "ExtractiveScores",
+    "Integration",
     "downstream_scores",
     "extractive_scores",
     "informative_scores",
+    "quadrature",
     "upstream_scores",
 ]
 
@@ -56,6 +59,8 @@ def informative_scores(
     paper_mlp: bool = False,
     template: str | None = None,
     prepend_bos: bool | None = None,
+    steps: int | None = None,
+    rule: str = "gauss-legendre",
 ) -> ComponentScores:
     """Informative scores I_{C,t}: how much giving only C its finetuned weights raises R.
 
@@ -73,18 +78,33 @@ def informative_scores(
             the norm dropped). A reproduction aid: the default is the correct score.
         template: canonical template used by ``.canonical()`` (see :func:`extractive_scores`).
         prepend_bos: force a BOS token on or off (default: the tokenizer's convention).
+        steps: None for the first-order score (gradients at theta); m for the integrated score,
+            gradients averaged along theta + alpha Delta at m quadrature nodes (m informative
+            passes plus two forwards; :mod:`.integrated`): its components sum to
+            R(theta + Delta) - R(theta) up to the quadrature error, recorded in
+            ``.integration``.
+        rule: the quadrature rule with ``steps``: ``"gauss-legendre"`` or ``"midpoint"``.
     """
-    return compute(
-        model,
-        delta,
-        examples,
-        options,
-        roles=("informative",),
-        batch_size=batch_size,
-        paper_mlp=paper_mlp,
-        template=template,
-        prepend_bos=prepend_bos,
-    )["informative"]
+
+    def one_pass() -> ComponentScores:
+        return compute(
+            model,
+            delta,
+            examples,
+            options,
+            roles=("informative",),
+            batch_size=batch_size,
+            paper_mlp=paper_mlp,
+            template=template,
+            prepend_bos=prepend_bos,
+        )["informative"]
+
+    if steps is None:
+        return one_pass()
+    if paper_mlp:
+        raise ValueError("steps (integrated scores) and paper_mlp cannot be combined")
+    exact = exact_change_fn(model, delta, examples, options, batch_size, prepend_bos)
+    return integrated(one_pass, model, delta, exact, steps, rule)
 
 
 def downstream_scores(
@@ -162,6 +182,8 @@ def extractive_scores(
     batch_size: int = 32,
     paper_mlp: bool = False,
     prepend_bos: bool | None = None,
+    steps: int | None = None,
+    rule: str = "gauss-legendre",
 ) -> ExtractiveScores:
     """All three scores from shared passes (about 3 forwards + 2 backwards per batch).
 
@@ -171,13 +193,18 @@ def extractive_scores(
             label the canonical positions. Default: the items' shared prefix and suffix around as
             many entity slots as the longest entity has tokens.
 
-    Other arguments as :func:`informative_scores` and :func:`upstream_scores`.
+    Other arguments as :func:`informative_scores` (``steps``: integrated informative scores,
+    m more passes) and :func:`upstream_scores`.
     """
+    roles = (
+        ("informative", "downstream", "upstream") if steps is None else ("downstream", "upstream")
+    )
     out = compute(
         model,
         delta,
         examples,
         options,
+        roles=roles,
         counterfactuals=counterfactuals,
         seed=seed,
         template=template,
@@ -185,4 +212,17 @@ def extractive_scores(
         paper_mlp=paper_mlp,
         prepend_bos=prepend_bos,
     )
+    if steps is not None:
+        out["informative"] = informative_scores(
+            model,
+            delta,
+            examples,
+            options,
+            batch_size=batch_size,
+            paper_mlp=paper_mlp,
+            template=template,
+            prepend_bos=prepend_bos,
+            steps=steps,
+            rule=rule,
+        )
     return ExtractiveScores(out["informative"], out["downstream"], out["upstream"])
