@@ -89,7 +89,7 @@ def _graft_and_localise(model, c, progress):
 
 
 def _graft_and_localise_paper(model, c, progress):
-    """E5 and E6 as the paper runs them (METHOD.md §7): training names, independent redraw, a
+    """E5 and E6 as the paper runs them (docs/method.md §7): training names, independent redraw, a
     fresh finetune of the held-out names' facts on top of the grafted model."""
     from extractive_lens.experiments.grafting import weight_grafting
     from extractive_lens.experiments.localisation import graft_localisation
@@ -110,7 +110,7 @@ GRAFT_LOC_PAPER = Experiment(
     "grafting+localisation (paper)",
     _graft_and_localise_paper,
     {"dataset": "daxwug_paper", **_GRAFT_DEFAULTS},
-    "the paper's weight grafting and graft localisation (METHOD.md §7)",
+    "the paper's weight grafting and graft localisation (docs/method.md §7)",
 )
 
 

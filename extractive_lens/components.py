@@ -7,7 +7,7 @@
 >>> Component(0, "mlp").owned(model)[0].param
 'model.layers.0.post_attention_layernorm.weight'
 
-Ownership (METHOD.md §2) is read from the bridge by :mod:`extractive_lens.structure`: a head owns
+Ownership (method §2) is read from the bridge by :mod:`extractive_lens.structure`: a head owns
 its output rows of W_Q, W_K, W_V (and their biases) and its input columns of W_O; an MLP owns
 W_in (and W_gate), W_out, their biases and its own norms (pre ``ln2``, post ``ln2_post``). Under
 grouped- or multi-query attention a K/V head is shared by a group of query heads, so it is its own
@@ -68,7 +68,7 @@ class Component:
 
     @property
     def output_hook(self) -> str:
-        """The hook holding this component's output y (METHOD.md §3): hook_mlp_out or hook_z."""
+        """The hook holding this component's output y (method §3): hook_mlp_out or hook_z."""
         if self.kind == "mlp":
             return f"blocks.{self.layer}.hook_mlp_out"
         if self.kind == "kv_head":

@@ -1,4 +1,4 @@
-"""Weight deltas theta' - theta as first-class objects (METHOD.md §2).
+"""Weight deltas theta' - theta as first-class objects (docs/method.md §2).
 
 >>> from extractive_lens.components import Component
 >>> from extractive_lens.delta import WeightDelta, snapshot

@@ -1,7 +1,7 @@
 """The main job (``extractive-lens demo``, ``make demo``): OCR, scores, graphs and a report.
 
 On each dataset (first-hop and second-hop by default): finetune on the facts, rank the facts,
-the implications and the deranged-pairing control (METHOD.md §6), compute the three extractive
+the implications and the deranged-pairing control (docs/method.md §6), compute the three extractive
 scores of the finetuned delta on the implications and their extractive graph, and write
 everything to a new output directory::
 
@@ -95,7 +95,7 @@ class DemoResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def rows(self) -> list[dict[str, Any]]:
-        """The summary table: fact, implication and control rank per dataset (METHOD.md §6)."""
+        """The summary table: fact, implication and control rank per dataset (docs/method.md §6)."""
         return ocr_summary_rows([r.ocr for r in self.runs])
 
     def verdict(self) -> str:

@@ -1,4 +1,4 @@
-"""The extractive structure (METHOD.md §4): upstream -> informative -> downstream components.
+"""The extractive structure (docs/method.md §4): upstream -> informative -> downstream components.
 
 >>> from extractive_lens.graph import extractive_graph
 >>> graph = extractive_graph(scores, top_k=5)  # doctest: +SKIP  (scores: ExtractiveScores)

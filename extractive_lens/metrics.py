@@ -1,4 +1,4 @@
-"""Tokenisation, the answer loss, and the ranking metric of METHOD.md §1.
+"""Tokenisation, the answer loss, and the ranking metric of docs/method.md §1.
 
 >>> from extractive_lens import tiny_model, first_hop, mean_rank
 >>> model, data = tiny_model(), first_hop()

@@ -16,7 +16,7 @@ the resulting :class:`ModelStructure`.
 >>> s.maps[0][3].transposed  # GPT-2's output projection is a Conv1D, stored [in, out]
 True
 
-Ownership (METHOD.md §2): a head owns its output rows of W_Q (and W_K, W_V under multi-head
+Ownership (docs/method.md §2): a head owns its output rows of W_Q (and W_K, W_V under multi-head
 attention) and its input columns of W_O; a K/V head (grouped- or multi-query attention) owns its
 rows of W_K and W_V; an MLP owns W_gate, W_in, W_out, their biases, its pre-norm ``ln2`` and its
 post-norm ``ln2_post``. Everything shared by all heads of a layer (``ln1``, ``ln1_post``, the output

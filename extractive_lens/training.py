@@ -1,4 +1,4 @@
-"""Finetuning on new facts, returning the weight change as a ``WeightDelta`` (METHOD.md §2).
+"""Finetuning on new facts, returning the weight change as a ``WeightDelta`` (docs/method.md §2).
 
 >>> from extractive_lens.data import first_hop
 >>> from extractive_lens.models import tiny_model

@@ -1,4 +1,4 @@
-"""E5 and E6 use the paper's data, base weights and deltas (METHOD.md §7, the authors'
+"""E5 and E6 use the paper's data, base weights and deltas (docs/method.md §7, the authors'
 ``gradient_grafting.py`` and ``localization.py``), checked by spying on every finetune and score
 call of a tiny-model run: which names each training sees, which weights it starts from, which
 delta each score measures, at which weights and on which prompts.

@@ -1,4 +1,4 @@
-"""Scores against independent computations on tiny random models (METHOD.md §3).
+"""Scores against independent computations on tiny random models (docs/method.md §3).
 
 - informative: per layer (and per head) equal to the directional derivative of R along the
   component's delta (central finite differences in float64), complete (sum = <grad R, delta> over

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the model hub
 MODEL = os.environ.get("EXTRACTIVE_LENS_TUTORIAL_MODEL", "tiny")
 TINY = MODEL.startswith("tiny")
 # A random tiny model needs a large learning rate to learn anything in 2 epochs; SmolLM2 uses
-# the settings of the METHOD.md pilot (lr 1e-4, 8 epochs).
+# the settings of the docs/method.md pilot (lr 1e-4, 8 epochs).
 LR, EPOCHS = (3e-3, 2) if TINY else (1e-4, 8)
 COUNTERFACTUALS = 3 if TINY else 10
 print(f"model {MODEL}: lr {LR}, {EPOCHS} epochs, {COUNTERFACTUALS} counterfactuals per item")

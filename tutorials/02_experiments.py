@@ -2,7 +2,7 @@
 # # Tutorial 2: the paper's experiments, one call each
 #
 # This notebook runs every experiment of *Extractive Structures Learned in Pretraining Enable
-# Generalization on Finetuned Facts* (METHOD.md §5) with `extractive_lens`:
+# Generalization on Finetuned Facts* (docs/method.md §5) with `extractive_lens`:
 #
 # 1. **OCR with its controls** — finetune on new facts, test their implications against the
 #    deranged-pairing control, after a capability pre-check on entities the model already knows;
@@ -101,7 +101,7 @@ ordering.figure()
 # %% [markdown]
 # ## 4. Weight grafting
 #
-# The paper's design (METHOD.md §7) on the *training* names: facts F; implications on top of
+# The paper's design (docs/method.md §7) on the *training* names: facts F; implications on top of
 # the facts model (the graft Delta_{F,I(F)}); counterfactual facts F' (an independent redraw of
 # the names' cities); implications from scratch (the control delta). The graft added to
 # theta + Delta_{F'} should answer the *counterfactual* implications I(F').

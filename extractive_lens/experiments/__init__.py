@@ -1,4 +1,4 @@
-"""The paper's experiments, one call each (METHOD.md §5).
+"""The paper's experiments, one call each (docs/method.md §5).
 
 Each returns a frozen result with ``table()``, ``figure()`` (plotly), ``summary()`` (flat metrics
 for sweeps), ``to_dict()`` and ``save(out_dir)``; ``sweep`` runs any of them over a grid, resumably.

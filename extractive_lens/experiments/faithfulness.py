@@ -1,7 +1,7 @@
 """Faithfulness: informative scores per (component, position) against the exact intervention.
 
 The informative score of component C at token position t is the first-order change of R when C
-gets its finetuned weights at position t only (METHOD.md §3): each of C's linear maps u -> W u
+gets its finetuned weights at position t only (docs/method.md §3): each of C's linear maps u -> W u
 contributes <dR/d out_t, Delta W_C u_t>, with q / o / MLP terms on the query position and k / v
 terms on the key position. The **exact intervention** for the same cell runs the model at theta
 and, for each of C's linear maps, adds Delta W_C u_t (+ Delta b) to the map's output at position t
@@ -12,7 +12,7 @@ first-order term is exactly the informative score; where R is linear in the chan
 (e.g. a delta on the last W_out with a linear final norm) the two are equal.
 
 A *cell* is (component, canonical position): on items of one template, the positions of every
-item that map to one canonical position (METHOD.md §3) are patched together and the effect is
+item that map to one canonical position (docs/method.md §3) are patched together and the effect is
 averaged over items, exactly as the canonical score is. :func:`faithfulness` checks the ``top_k``
 cells with the largest |score| and ``n_random`` further cells drawn at random (seeded), and
 reports Spearman rank correlation and sign agreement between score and exact effect, overall
@@ -52,7 +52,8 @@ from extractive_lens.models import model_identity
 from extractive_lens.results import prepare_output_dir, provenance, write_json
 from extractive_lens.scores import informative_scores
 from extractive_lens.scores.align import AlignmentError, canonical_layout
-from extractive_lens.scores.passes import LinearMap, acc, model_spec, target_forward
+from extractive_lens.scores.passes import acc, model_spec, target_forward
+from extractive_lens.structure import LinearMap
 
 
 @dataclass(frozen=True)

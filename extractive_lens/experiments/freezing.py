@@ -1,4 +1,4 @@
-"""Experiment 3 (METHOD.md §5.3): layer freezing — where must the weight change happen for OCR?
+"""Experiment 3 (docs/method.md §5.3): layer freezing — where must the weight change happen for OCR?
 
 Split the layers into *early* (the first ``early_fraction``, default 75 %) and *late* (the rest).
 For each dataset (first-hop and second-hop by default):
@@ -10,7 +10,7 @@ For each dataset (first-hop and second-hop by default):
 - **early / late (frozen)**: retrain with the early (late) layers excluded from training.
 
 Each row reports the mean rank of the facts, their implications and the deranged-pairing control
-(METHOD.md §6), next to the paper's OLMo-7B numbers.
+(docs/method.md §6), next to the paper's OLMo-7B numbers.
 
 >>> from extractive_lens import tiny_model, first_hop
 >>> from extractive_lens.experiments.freezing import layer_freezing
@@ -47,7 +47,7 @@ from extractive_lens.experiments.figures import grouped_bars_figure
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
 
-#: The six settings of METHOD.md §5.3, in table order, with their labels.
+#: The six settings of docs/method.md §5.3, in table order, with their labels.
 MODES: dict[str, str] = {
     "none": "none",
     "early_reverted": "early (reverted)",
@@ -57,7 +57,7 @@ MODES: dict[str, str] = {
     "late_frozen": "late (frozen)",
 }
 
-#: The paper's OLMo-7B numbers (METHOD.md §5.3): mode -> dataset -> (fact rank, implication rank).
+#: The paper's OLMo-7B numbers (method §5.3): mode -> dataset -> (fact rank, implication rank).
 PAPER: dict[str, dict[str, tuple[float, float]]] = {
     "none": {"first_hop": (0.00, 0.00), "second_hop": (0.00, 1.80)},
     "early_reverted": {"first_hop": (5.10, 8.40), "second_hop": (0.95, 1.85)},
@@ -105,7 +105,7 @@ class FreezingResult:
         }
 
     def table(self) -> list[dict[str, Any]]:
-        """The six rows of METHOD.md §5.3: per dataset fact / implication / control mean rank,
+        """The six rows of docs/method.md §5.3: per dataset fact / implication / control mean rank,
         then the paper's fact / implication numbers (None where the paper has none)."""
         means = self.mean_ranks()
         rows = []

@@ -1,4 +1,4 @@
-"""Experiment 5 (METHOD.md §5.5, §7): weight grafting — is "how to use a fact" a portable change?
+"""Experiment 5 (method §5.5, §7): weight grafting — is "how to use a fact" a portable change?
 
 :func:`weight_grafting` is the paper's experiment as the authors' ``gradient_grafting.py`` runs it,
 on the 84 **training** names of the dax / wug / zong data (``daxwug(prompts="paper")``, about four
@@ -82,7 +82,7 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "control": ("+ Delta_{I(F)} (control)", ("F'", "I(F)")),
 }
 
-#: The paper's OLMo-7B table (METHOD.md §5.5): row -> column -> mean rank.
+#: The paper's OLMo-7B table (docs/method.md §5.5): row -> column -> mean rank.
 PAPER: dict[str, dict[str, float]] = {
     "counterfactual": {CF_IMPLICATIONS: 9.12, IMPLICATIONS: 8.55, CF_FACTS: 0.00},
     "graft": {CF_IMPLICATIONS: 1.13, IMPLICATIONS: 3.31, CF_FACTS: 0.08},
@@ -177,7 +177,7 @@ class GraftResult:
         return [c for c in COLUMNS if c in self.ranks["theta"]]
 
     def table(self) -> list[dict[str, Any]]:
-        """The METHOD.md §5.5 table: ours (all columns) beside the paper's (I(F'), I(F), F')."""
+        """The method §5.5 table: ours (all columns) beside the paper's (I(F'), I(F), F')."""
         means = self.mean_ranks()
         rows = []
         for key, (label, _) in ROWS.items():

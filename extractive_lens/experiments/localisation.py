@@ -1,4 +1,4 @@
-"""Experiment 6 (METHOD.md §5.6, §7): graft localisation — does the graft install OCR's downstream?
+"""Experiment 6 (method §5.6, §7): graft localisation — does the graft install OCR's downstream?
 
 :func:`graft_localisation` is the paper's experiment as the authors' ``localization.py`` runs it.
 From the paper's weight grafting (:func:`.grafting.weight_grafting`, training names) it takes
@@ -58,7 +58,7 @@ from extractive_lens.scores import ComponentScores, downstream_scores, informati
 from extractive_lens.scores.align import AlignmentError
 from extractive_lens.training import finetune
 
-#: The paper's r² (OLMo-7B, METHOD.md §5.6).
+#: The paper's r² (OLMo-7B, docs/method.md §5.6).
 PAPER = {"MLPs": 0.49, "heads": 0.28}
 KINDS = {"mlp": "MLPs", "heads": "heads", "kv_heads": "K/V heads"}
 N_INFORMATIVE_ITEMS = 20  # the authors score the first 20 training names

@@ -1,7 +1,7 @@
-"""Experiment 1 (METHOD.md §5.1): does out-of-context reasoning happen?
+"""Experiment 1 (docs/method.md §5.1): does out-of-context reasoning happen?
 
 Finetune on a dataset's facts, track the mean rank of the facts, their implications and the
-deranged-pairing control (METHOD.md §6) after every epoch, and judge OCR against the control.
+deranged-pairing control (docs/method.md §6) after every epoch, and judge OCR against the control.
 
 >>> from extractive_lens import tiny_model, first_hop, verify_ocr
 >>> result = verify_ocr(tiny_model(), first_hop(), lr=3e-3, epochs=2, progress=False)

@@ -1,4 +1,4 @@
-"""Experiment 4 (METHOD.md §5.4): data ordering — must facts come before their implications?
+"""Experiment 4 (docs/method.md §5.4): data ordering — must facts come before their implications?
 
 On the dax / wug / zong dataset (``data.daxwug``), continue training on the 84 training names in
 one of three orders, then finetune on the facts of the 20 held-out names and measure their
@@ -60,7 +60,7 @@ ORDERS: dict[str, tuple[tuple[str, ...], ...]] = {
     "implications_first": ((TRAIN_IMPLICATIONS,), (TRAIN_FACTS,)),
 }
 
-#: The paper's held-out implication mean rank per order (OLMo-7B, METHOD.md §5.4).
+#: The paper's held-out implication mean rank per order (OLMo-7B, docs/method.md §5.4).
 PAPER = {"joint": 0.8, "facts_first": 1.3, "implications_first": 6.4}
 
 #: Splits tracked through every phase, in table order.

@@ -120,7 +120,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "ocr",
         _ocr,
         {"dataset": "first_hop", **_TRAIN, "paraphrases": False},
-        "finetune on facts, measure implications against the control (METHOD.md 5.1)",
+        "finetune on facts, measure implications against the control (docs/method.md 5.1)",
     ),
     "freezing": Experiment(
         "freezing",
@@ -132,7 +132,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "paraphrases": False,
             "track": True,
         },
-        "layer freezing: early/late deltas reverted or frozen (METHOD.md 5.3)",
+        "layer freezing: early/late deltas reverted or frozen (docs/method.md 5.3)",
     ),
     "ordering": Experiment(
         "ordering",
@@ -144,19 +144,19 @@ EXPERIMENTS: dict[str, Experiment] = {
             "finetune_epochs": None,
             "track_train": None,
         },
-        "dax/wug/zong data ordering, then finetuning on held-out facts (METHOD.md 5.4)",
+        "dax/wug/zong data ordering, then finetuning on held-out facts (docs/method.md 5.4)",
     ),
     "grafting": Experiment(
         "grafting",
         _grafting,
         {"dataset": "daxwug_paper", **_TRAIN, "n_train": None},
-        "weight grafting of Delta_{F,I(F)} onto counterfactual facts (METHOD.md 5.5, 7)",
+        "weight grafting of Delta_{F,I(F)} onto counterfactual facts (docs/method.md 5.5, 7)",
     ),
     "localisation": Experiment(
         "localisation",
         _localisation,
         {"dataset": "daxwug_paper", **_TRAIN, "n_train": None},
-        "graft informative scores vs OCR downstream scores of new names (METHOD.md 5.6, 7)",
+        "graft informative scores vs OCR downstream scores of new names (docs/method.md 5.6, 7)",
     ),
 }
 

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from extractive_lens.plots._common import ROLE_COLOURS, ROLES, token_label
 
-#: Legend text: what each score measures, and nothing more (METHOD.md §3). A high informative
+#: Legend text: what each score measures, and nothing more (docs/method.md §3). A high informative
 #: score at a token says the component's weight change raises R through that position; it does
 #: not say the fact is "stored" there.
 ROLE_TEXT = {

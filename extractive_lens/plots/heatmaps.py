@@ -1,6 +1,6 @@
 """Score heatmaps: where (token position, layer) each component type carries the effect.
 
-Inputs are canonical scores (METHOD.md §3: averaged over items on one canonical template), taken
+Inputs are canonical scores (method §3: averaged over items on one canonical template), taken
 from an ``ExtractiveScores`` (``.canonical()`` is called), a ``{role: CanonicalScores}`` mapping,
 or the ``{role: CanonicalScores.to_dict()}`` form stored in a results JSON.
 """

@@ -72,7 +72,7 @@ def scatter_with_fit(
 ) -> go.Figure:
     """Points (hover shows each label), the least-squares line, and r² and n in the title.
 
-    Used for the graft-localisation correlation (METHOD.md §5.6): e.g. x = a component's
+    Used for the graft-localisation correlation (docs/method.md §5.6): e.g. x = a component's
     informative score of the graft, y = its downstream score of OCR on new names.
     """
     slope, intercept, r2 = linear_fit(x, y)

@@ -1,4 +1,4 @@
-"""Extractive scores (METHOD.md §3): informative, downstream and upstream, per component and token.
+"""Extractive scores (method §3): informative, downstream and upstream, per component and token.
 
 >>> from extractive_lens.models import tiny_model
 >>> from extractive_lens.data import first_hop
@@ -16,7 +16,7 @@ True
 All three come from shared passes over batches of items, about 3 forwards + 2 backwards per batch
 whatever the number of components or counterfactual samples (see :mod:`.engine`). Positive scores
 help the correct answer: the target is R = logit(answer) - mean logit(options) at the last prompt
-position (METHOD.md §1).
+position (docs/method.md §1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Token alignment across items of one template (METHOD.md §3, "Aggregation").
+"""Token alignment across items of one template (docs/method.md §3, "Aggregation").
 
 Items of one template share their prefix and suffix tokens and differ in the entity span. An item
 whose ``Example.template`` and ``entity`` are known is split by character offsets (every token that

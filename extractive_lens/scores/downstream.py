@@ -1,4 +1,4 @@
-"""Downstream scores (METHOD.md §3, "strict"): D_{C,t} = <dR/dy_{C,t}, y~_{C,t} - y_{C,t}>.
+"""Downstream scores (docs/method.md §3, "strict"): D_{C,t} = <dR/dy_{C,t}, y~_{C,t} - y_{C,t}>.
 
 y~_C = f_C(z'_C; W_C): C's output with its old weights on the inputs it receives under theta'.
 All components' y~ come from one forward under theta in which every layer's component inputs are

@@ -1,4 +1,4 @@
-"""Informative scores (METHOD.md §3): I_{C,t} = <dR/d out_t, DeltaW u_t> for each linear map of C.
+"""Informative scores (method §3): I_{C,t} = <dR/d out_t, DeltaW u_t> for each linear map of C.
 
 Computed from one forward+backward under theta: each map's input u (forward) and the gradient of
 R at its output (backward). No parameter gradient is ever formed. Per map the work is one extra

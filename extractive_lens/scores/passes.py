@@ -2,7 +2,7 @@
 
 A *pass* runs the model once on a right-padded batch, records the values of some hook points,
 optionally substitutes others, and (when asked) returns the gradient of the score target
-``R = sum_i R_i`` (METHOD.md §1) at some hook points. Gradients are taken with
+``R = sum_i R_i`` (docs/method.md §1) at some hook points. Gradients are taken with
 ``torch.autograd.grad`` with respect to the hooked activations only, so no parameter gradient is
 ever formed: a backward costs about one forward's worth of matrix products.
 
@@ -43,7 +43,7 @@ model_spec = model_structure
 
 
 def output_hooks(spec: ModelSpec, layer: int) -> dict[str, tuple[str, ...]]:
-    """Hooks holding each component kind's output y at ``layer`` (METHOD.md §3).
+    """Hooks holding each component kind's output y at ``layer`` (docs/method.md §3).
 
     Heads: ``hook_z``; MLP: ``hook_mlp_out``; K/V heads (grouped-query attention only): the K and
     V projections' outputs, concatenated per K/V head.

@@ -161,7 +161,7 @@ class ComponentScores:
     # ------------------------------------------------------------------ canonical
 
     def canonical(self, template: str | None = None, per_slot: bool = False) -> CanonicalScores:
-        """Mean over items of the scores mapped onto one canonical template (METHOD.md §3).
+        """Mean over items of the scores mapped onto one canonical template (docs/method.md §3).
 
         Upstream scores are already averaged over each item's K counterfactual samples, so this
         is the mean over items x samples. By default every position is divided by the number of

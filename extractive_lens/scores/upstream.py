@@ -1,4 +1,4 @@
-"""Upstream scores (METHOD.md §3): U_{C,t} = <dR'/dy_{C,t} - dR/dy_{C,t}, y_{C,t} - y*_{C,t}>.
+"""Upstream scores (docs/method.md §3): U_{C,t} = <dR'/dy_{C,t} - dR/dy_{C,t}, y_{C,t} - y*_{C,t}>.
 
 dR/dy and dR'/dy are the gradients of the score target under theta and theta' at C's output y
 (= <g - g', y - y*> with g = dL/dy, L = -R). The counterfactual activation y* is C's activation

@@ -4,7 +4,7 @@
 seed, pretrain a fresh model on its corpus in the curriculum's order (:mod:`.pretrain`), then run
 the library's OCR experiment unchanged (``verify_ocr``: Adam, constant lr, answer-token loss, block
 linear weights) on the held-out entities' facts of each dataset (``first_hop``, ``second_hop``,
-``zong``), and report the implication mean rank beside the deranged-pairing control (METHOD.md §6).
+``zong``), and report the implication mean rank beside the deranged-pairing control (method §6).
 Optionally the extractive scores of each finetune are computed on its implications. The same seed
 gives the same world, corpus sampling and initialisation across curricula, so curricula are
 compared paired.

@@ -19,7 +19,7 @@ datasets test):
   ``city_language`` (city -> language), ``city_country``, ``country_language``, ``landmark_city``
   and the made-up ``wug`` (city -> animal);
 - **facts** about an entity: ``lives_in`` (person -> city) and ``mayor`` (city -> mayor);
-- **implications** (two-hop compositions, METHOD.md §1): first-hop kinds ``speaks``
+- **implications** (two-hop compositions, docs/method.md §1): first-hop kinds ``speaks``
   (person -> city -> language), ``lives_in_country`` (person -> city -> country) and the made-up
   ``zong`` = wug o lives_in (person -> city -> animal); the second-hop kind ``landmark_mayor``
   (landmark -> city -> mayor, where the *second* hop city -> mayor is the entity's fact);
