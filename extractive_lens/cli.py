@@ -16,10 +16,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+from extractive_lens.models import DTYPES
 
 DATASETS = ("first_hop", "second_hop", "daxwug")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEMO_LR = 3e-4  # = extractive_lens.demo.DEMO_LR (not imported: it would load plotly for --help)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from extractive_lens.models import DTYPES
 from extractive_lens.report import ocr_summary_rows, overall_verdict, report
 from extractive_lens.results import prepare_output_dir, provenance, write_json
 
@@ -47,8 +48,6 @@ DEMO_DATASETS = ("first_hop", "second_hop")
 #: measured SmolLM2 sweep (docs/results.md §1: first-hop implications 2.65 vs control 9.90 over
 #: 3 seeds at 3e-4 and 8 epochs; 6.10 vs 9.70 at 1e-4).
 DEMO_LR = 3e-4
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)

@@ -83,4 +83,5 @@ def _load_ocr(directory: Path) -> Any:
         delta=delta,
         seconds=data.get("seconds", 0.0),
         precheck_sizes={k: tuple(v) for k, v in data.get("precheck_sizes", {}).items()},
+        control=data.get("control", ""),
     )

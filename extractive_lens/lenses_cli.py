@@ -72,10 +72,9 @@ def _dataset(args: argparse.Namespace) -> Any:
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """Model, dataset and the OCR delta (or None)."""
-    from extractive_lens.cli import DTYPES
     from extractive_lens.delta import WeightDelta
     from extractive_lens.experiments.ocr import verify_ocr
-    from extractive_lens.models import load_model
+    from extractive_lens.models import DTYPES, load_model
 
     model = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
     dataset = _dataset(args)

@@ -229,13 +229,11 @@ def _executor(args: argparse.Namespace) -> Any:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    import torch
 
-    from extractive_lens.models import load_model
+    from extractive_lens.models import DTYPES, load_model
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     start = time.perf_counter()
-    model = load_model(args.model, device=args.device, dtype=dtypes[args.dtype])
+    model = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
     print(
         f"model {args.model}: {model.cfg.n_layers} layers, loaded in "
         f"{time.perf_counter() - start:.1f} s"

@@ -97,7 +97,7 @@ class OCRResult:
             return head + " - the facts were not learned, so OCR cannot be judged."
         if math.isnan(effect):
             return head + f" - no control split ({self.control}), so OCR cannot be judged."
-        against = f" (control: {self.control_name()})"
+        against = f" (control: {self.control_name()})" if self.control else ""
         if effect > 2 * se:
             return head + (
                 f" - OCR: implications rank {effect:.1f} ± {se:.1f} better than the control "
@@ -119,11 +119,12 @@ class OCRResult:
         )
 
     def control_name(self) -> str:
-        """The control's short name, e.g. ``deranged-pairing control``, from its description."""
+        """The control's short name, e.g. ``deranged-pairing control``, from its description
+        (``"control"`` when the result does not record which)."""
         for name in ("deranged-pairing control", "grouped-pairing control"):
             if name in self.control:
                 return name
-        return self.control or "none"
+        return self.control or "control"
 
     def capability(self) -> str:
         """The capability pre-check in plain words: can the model do the two-hop at all?
