@@ -158,17 +158,13 @@ def run_demo_command(args: argparse.Namespace) -> None:
 
 def run_ocr(args: argparse.Namespace, datasets: list[str]) -> None:
     from extractive_lens.data import get_dataset
+    from extractive_lens.experiments.cli_run import load_cli_model
     from extractive_lens.experiments.ocr import verify_ocr
-    from extractive_lens.models import load_model
     from extractive_lens.results import prepare_output_dir
 
     out = prepare_output_dir(args.out, args.overwrite) if args.out else None
     start = time.perf_counter()
-    model = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
-    print(
-        f"model {args.model}: {model.cfg.n_layers} layers, loaded in "
-        f"{time.perf_counter() - start:.1f} s"
-    )
+    model = load_cli_model(args)
     results = []
     for name in datasets:
         dataset = get_dataset(name, seed=args.data_seed)

@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         from extractive_lens.results import prepare_output_dir
 
         out = prepare_output_dir(args.out, args.overwrite)
-    model = _load(args)
+    model = load_cli_model(args)
     start = time.perf_counter()
     result = spec.run(model, full, not args.quiet)
     _print_result(result)
@@ -178,7 +178,7 @@ def _sweep(args: argparse.Namespace, config: dict[str, Any]) -> int:
         shutil.rmtree(args.out)
     executor = _executor(args)
     # Workers load the model themselves: the driver only needs its name.
-    model = _load(args) if executor is None else args.model
+    model = load_cli_model(args) if executor is None else args.model
     result = sweep(
         config["experiment"],
         config["grid"],
@@ -228,8 +228,8 @@ def _executor(args: argparse.Namespace) -> Any:
     )
 
 
-def _load(args: argparse.Namespace) -> Any:
-
+def load_cli_model(args: argparse.Namespace) -> Any:
+    """The model named by ``--model/--device/--dtype``, with its load time printed."""
     from extractive_lens.models import DTYPES, load_model
 
     start = time.perf_counter()
