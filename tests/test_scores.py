@@ -534,3 +534,22 @@ def test_smollm2_scores_complete_and_agree_across_batch_sizes(smollm2):
     uncovered = sum(v for n, v in dots.items() if n in unowned)
     assert a.coverage.uncovered_informative == pytest.approx(uncovered, rel=1e-3, abs=1e-6)
     assert a.informative.kv_heads.shape[-1] == 3  # SmolLM2: 9 query heads, 3 K/V heads
+
+
+def test_upstream_pool_spilled_to_disk_gives_the_same_scores(tiny_llama, monkeypatch):
+    """The item pool keeps small runs in memory and spills beyond its budget: same numbers."""
+    import extractive_lens.scores.upstream as upstream
+
+    delta = random_delta(tiny_llama, seed=16)
+    in_memory = upstream_scores(tiny_llama, delta, EXAMPLES, OPTIONS, counterfactuals=2, seed=1)
+    monkeypatch.setattr(upstream, "POOL_MEMORY", 0)
+    spilled = upstream_scores(tiny_llama, delta, EXAMPLES, OPTIONS, counterfactuals=2, seed=1)
+    for kind in ("mlp", "heads", "kv_heads"):
+        assert torch.equal(getattr(in_memory, kind), getattr(spilled, kind)), kind
+    pool = upstream.ItemPool(memory=10)
+    small, big = torch.arange(2.0), torch.arange(6.0).reshape(2, 3)
+    pool.put(0, "y", small)  # 8 bytes: held
+    pool.put(1, "y", big)  # 24 more: spilled
+    assert pool.file is not None and (0, "y") in pool.held and (1, "y") in pool.index
+    assert torch.equal(pool.get(0, "y"), small) and torch.equal(pool.get(1, "y"), big)
+    pool.close()

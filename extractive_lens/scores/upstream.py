@@ -9,12 +9,12 @@ activation, since U is linear in y*: mean_k U(y*_k) = U(mean_k y*_k).
 
 **Memory bounded by the batch.** An item's counterfactuals may sit in other batches, so each
 item's theta-activations y (the counterfactual pool) and gradient difference must outlive its
-batch. They go to an ``ItemPool``, a temporary file, as soon as the batch is done; after the last
-batch the scores are computed one item at a time, reading that item's y and dR'/dy - dR/dy and its
-counterfactuals' y back. Memory then holds one batch's activations (during the passes) or one
-item's plus one counterfactual's (after them), whatever the number of items; the file grows with
-the items (per item: positions x layers x (d_model + heads x d_head + K/V heads x 2 d_head) x 4
-bytes, twice).
+batch. They go to an ``ItemPool`` as soon as the batch is done: host memory up to
+``POOL_MEMORY`` (256 MiB), a temporary file beyond; after the last batch the scores are computed
+one item at a time, reading that item's y and dR'/dy - dR/dy and its counterfactuals' y back.
+Memory then holds at most the pool's budget plus one batch's activations, whatever the number of
+items; the file grows with the items (per item: positions x layers x (d_model + heads x d_head +
+K/V heads x 2 d_head) x 4 bytes, twice).
 """
 
 from __future__ import annotations
@@ -27,23 +27,37 @@ from torch import Tensor
 
 from extractive_lens.scores.align import Alignment
 
+#: Bytes of per-item tensors an ``ItemPool`` keeps in host memory before it spills to a file.
+POOL_MEMORY = 256 * 2**20
+
 
 class ItemPool:
-    """Per-item tensors in a temporary file (deleted on ``close``), read back one at a time."""
+    """Per-item tensors, read back one at a time: in host memory up to ``memory`` bytes, then in
+    a temporary file (deleted on ``close``). Small runs never touch the disk; large ones keep
+    memory bounded by ``memory`` plus one batch, whatever the number of items."""
 
-    def __init__(self) -> None:
-        # open until close() (the engine closes it in a finally block)
-        self.file = tempfile.TemporaryFile()  # noqa: SIM115
+    def __init__(self, memory: int | None = None) -> None:
+        self.memory, self.used = POOL_MEMORY if memory is None else memory, 0
+        self.held: dict[tuple[int, str], Tensor] = {}
+        self.file = None  # a temporary file, opened at the first spill, closed by close()
         self.index: dict[tuple[int, str], tuple[int, torch.Size, torch.dtype]] = {}
 
     def put(self, item: int, name: str, t: Tensor) -> None:
         data = t.detach().cpu().contiguous()
-        raw = data.view(torch.uint8).reshape(-1).numpy()
+        size = data.numel() * data.element_size()
+        if self.used + size <= self.memory:
+            self.held[item, name] = data.clone()  # not a view into the batch's tensor
+            self.used += size
+            return
+        if self.file is None:
+            self.file = tempfile.TemporaryFile()  # noqa: SIM115
         self.file.seek(0, 2)
         self.index[item, name] = (self.file.tell(), data.shape, data.dtype)
-        raw.tofile(self.file)
+        data.view(torch.uint8).reshape(-1).numpy().tofile(self.file)
 
     def get(self, item: int, name: str, device: torch.device | str = "cpu") -> Tensor:
+        if (item, name) in self.held:
+            return self.held[item, name].to(device)
         offset, shape, dtype = self.index[item, name]
         size = shape.numel() * torch.tensor([], dtype=dtype).element_size()
         self.file.seek(offset)
@@ -51,7 +65,9 @@ class ItemPool:
         return raw.view(dtype).reshape(shape).to(device)
 
     def close(self) -> None:
-        self.file.close()
+        self.held.clear()
+        if self.file is not None:
+            self.file.close()
 
 
 def upstream_item(
