@@ -10,7 +10,7 @@ activation, since U is linear in y*: mean_k U(y*_k) = U(mean_k y*_k).
 **Memory bounded by the batch.** An item's counterfactuals may sit in other batches, so each
 item's theta-activations y (the counterfactual pool) and gradient difference must outlive its
 batch. They go to an ``ItemPool`` as soon as the batch is done: host memory up to
-``POOL_MEMORY`` (256 MiB), a temporary file beyond; after the last batch the scores are computed
+``POOL_MEMORY`` (16 MiB), a temporary file beyond; after the last batch the scores are computed
 one item at a time, reading that item's y and dR'/dy - dR/dy and its counterfactuals' y back.
 Memory then holds at most the pool's budget plus one batch's activations, whatever the number of
 items; the file grows with the items (per item: positions x layers x (d_model + heads x d_head +
@@ -27,8 +27,10 @@ from torch import Tensor
 
 from extractive_lens.scores.align import Alignment
 
-#: Bytes of per-item tensors an ``ItemPool`` keeps in host memory before it spills to a file.
-POOL_MEMORY = 256 * 2**20
+#: Bytes of per-item tensors an ``ItemPool`` keeps in host memory before it spills to a file:
+#: all of a small model's items (a 2-layer test model needs ~1 MiB for 20 items), a few of a real
+#: model's (SmolLM2-135M: ~4 MiB per item), so peak memory stays within this plus one batch.
+POOL_MEMORY = 16 * 2**20
 
 
 class ItemPool:
