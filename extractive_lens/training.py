@@ -286,8 +286,8 @@ class _Run:
         for name, (ex, options) in self.eval_sets.items():
             logits = option_logits(self.model, ex, options, batch_size=self.eval_batch_size)
             self.check_collapse(logits, epoch, f"the option logits of eval set {name!r}")
-            out[f"rank/{name}"] = ranks_from_logits(logits, answer_index(ex, options))
-            out[f"rank/{name}"] = out[f"rank/{name}"].float().mean().item()
+            ranks = ranks_from_logits(logits, answer_index(ex, options))
+            out[f"rank/{name}"] = ranks.float().mean().item()
         return out
 
     def check_collapse(self, logits: Tensor, epoch: int, what: str) -> None:

@@ -288,7 +288,9 @@ def weight_grafting(
         n_train: use only the first ``n_train`` training names (quick runs; default all 84).
     """
     ds = resolve_dataset(
-        dataset if dataset is not None else daxwug(data_seed, prompts="paper"), data_seed
+        dataset if dataset is not None else daxwug(data_seed, prompts="paper"),
+        data_seed,
+        model.tokenizer,
     )
     if n_train is not None:
         ds = head(ds, len(ds.facts), n_train)
@@ -310,7 +312,9 @@ def weight_grafting_heldout_variant(
     """Not the paper's design: grafting on the 20 held-out names with F' a derangement of F
     (module doc). Arguments as :func:`weight_grafting`; the dataset needs ``facts``,
     ``implications``, ``counterfactual_facts`` and ``counterfactual_implications``."""
-    ds = resolve_dataset(dataset if dataset is not None else daxwug(data_seed), data_seed)
+    ds = resolve_dataset(
+        dataset if dataset is not None else daxwug(data_seed), data_seed, model.tokenizer
+    )
     needed = [n for r, n in HELDOUT_VARIANT.splits.items() if r != CF_CONTROL]
     require_splits(ds, needed, "weight_grafting_heldout_variant")
     ds = _with_counterfactual_control(ds)

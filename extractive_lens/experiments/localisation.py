@@ -197,7 +197,9 @@ def graft_localisation(
     """
     start = time.perf_counter()
     ds = resolve_dataset(
-        dataset if dataset is not None else daxwug(data_seed, prompts="paper"), data_seed
+        dataset if dataset is not None else daxwug(data_seed, prompts="paper"),
+        data_seed,
+        model.tokenizer,
     )
     if n_train is not None:
         ds = head(ds, len(ds.facts), n_train)
@@ -287,7 +289,9 @@ def graft_localisation_counterfactual_variant(
     against Delta_{F'}'s downstream score at theta + graft, both on I(F') of the 20 held-out
     names. ``grafting``: a ``weight_grafting_heldout_variant`` result to reuse."""
     start = time.perf_counter()
-    ds = resolve_dataset(dataset if dataset is not None else daxwug(data_seed), data_seed)
+    ds = resolve_dataset(
+        dataset if dataset is not None else daxwug(data_seed), data_seed, model.tokenizer
+    )
     if grafting is None:
         grafting = weight_grafting_heldout_variant(
             model,
