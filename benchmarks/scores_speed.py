@@ -107,23 +107,26 @@ class PeakMemory:
         self.peak = (max(self.top, self.proc.memory_info().rss) - self.base) / 2**20
 
 
-def timed(fn, repeats: int, device: torch.device) -> tuple[float, object, float]:
-    """Best wall time of ``repeats`` runs (after one warm-up), the result, and on CUDA the peak
-    memory (MiB; on CPU memory is probed in a fresh process, never while timing)."""
-    out = fn()
-    best, peak = float("inf"), 0.0
+def timed(fns, repeats: int, device: torch.device) -> list[tuple[float, object, float]]:
+    """For each function: best wall time of ``repeats`` runs (after one warm-up), its result,
+    and on CUDA its peak memory (MiB; on CPU memory is probed in a fresh process, never while
+    timing). The functions take turns within each repeat, so that a slow spell of the machine
+    hits all of them and their ratio stays meaningful."""
+    outs = [fn() for fn in fns]
+    best, peak = [float("inf")] * len(fns), [0.0] * len(fns)
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            peak = max(peak, (torch.cuda.max_memory_allocated() - base) / 2**20)
-        best = min(best, time.perf_counter() - start)
-    return best, out, peak
+        for k, fn in enumerate(fns):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            start = time.perf_counter()
+            outs[k] = fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                peak[k] = max(peak[k], (torch.cuda.max_memory_allocated() - base) / 2**20)
+            best[k] = min(best[k], time.perf_counter() - start)
+    return list(zip(best, outs, peak, strict=True))
 
 
 def floor(model, batch, answers, option_ids) -> None:
@@ -310,9 +313,10 @@ def main() -> None:
     if args.memory_only:
         memory_table(args, model, device)
         return
-    t_ours, scores, mem_ours = timed(ours, args.repeats, device)
+    (t_ours, scores, mem_ours), (t_floor, _, mem_floor) = timed(
+        [ours, run_floor], args.repeats, device
+    )
     ours_table = scores.upstream.counterfactuals
-    t_floor, _, mem_floor = timed(run_floor, args.repeats, device)
     start = time.perf_counter()
     ref = reference()
     t_ref = (time.perf_counter() - start) * len(items) / n_ref

@@ -372,7 +372,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
                 f"cannot apply a delta to weights offloaded to disk by device_map ({offloaded[:3]}"
                 f", {len(offloaded)} in all): give load_model more max_memory for the GPU/CPU"
             )
-        from extractive_lens.delta_apply import Originals
+        from extractive_lens.delta_apply import Originals, shifted
 
         saved = Originals(keep)
         for n in self._tensors:
@@ -381,9 +381,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         try:
             with torch.no_grad():
                 for n, d in self._tensors.items():
-                    p = params[n]
-                    wide = torch.promote_types(p.dtype, torch.float32)
-                    p.copy_((p.to(wide) + scale * d.to(p.device, wide)).to(p.dtype))
+                    params[n].copy_(shifted(params[n], d, scale))
         except BaseException:
             restore()
             raise
@@ -406,9 +404,10 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         self, model: TransformerBridge, scale: float = 1.0
     ) -> contextlib.AbstractContextManager[TransformerBridge]:
         """Context manager: the model computes theta + ``scale * delta`` without any linear
-        weight being written or copied (forward hooks add ``Delta W u``; see
-        ``extractive_lens.delta_apply``). Equal to ``applied`` up to fp32 rounding; for passes
-        that read theta' (scores), not for training."""
+        weight being written or kept in a second copy (each touched linear layer runs with
+        ``W + Delta W`` formed for that call and formed again in backward; see
+        ``extractive_lens.delta_apply``). The same logits and gradients as ``applied``, bit for
+        bit; for passes that read theta' (scores), not for training."""
         from extractive_lens.delta_apply import hooked
 
         self.check_compatible(model)

@@ -3,32 +3,30 @@
 ``Originals``: where ``WeightDelta.apply`` keeps the original values for its bit-exact restore, in
 the parameter's own dtype: beside it, in host memory, or in a temporary file.
 
-``hooked``: theta + delta without touching (or copying) the linear weights: forward hooks add
-``Delta W u``.
+``hooked``: theta + delta for passes that only *read* theta' (the scores' second pass), without
+writing or keeping a copy of any linear weight. ``WeightDelta.applied`` writes theta' into the
+weights and must keep the originals for a bit-exact restore: for a delta on every block linear
+weight that is a second copy of most of the model. ``hooked`` instead runs each linear layer the
+delta touches (``nn.Linear``, GPT-2's ``Conv1D``) with its weight and bias replaced, for that call
+only, by ``W' = W + Delta W`` formed exactly as ``apply`` forms it; autograd would keep every
+``W'`` alive until the backward pass (a linear layer saves its weight to back-propagate to its
+input), so a saved-tensor hook stores a recipe instead and the backward pass forms ``W'`` again.
+Memory then holds one layer's ``W'`` at a time; the cost is one elementwise sum per layer and
+pass, against a matrix product over every token. Parameters that are not a linear layer's weight
+or bias (norm scales, embeddings, which may be tied to the unembedding) are applied in place with
+``applied`` (saved copies of those only).
 
-``WeightDelta.applied`` writes theta' into the weights and must keep the originals for a bit-exact
-restore: for a delta on every block linear weight that is a second copy of most of the model. For
-passes that only *read* theta' (the scores' second pass), ``hooked`` instead adds, at the output of
-every linear layer the delta touches, ``u @ Delta W^T`` (``nn.Linear``) or ``u @ Delta W``
-(GPT-2's ``Conv1D``, which stores ``(in, out)``), plus ``Delta b`` for biases. The weights are never
-written, so nothing needs saving or restoring; memory holds the delta, which exists anyway.
-Parameters that are not a linear layer's weight or bias (norm scales, embeddings) are applied in
-place with ``applied`` (saved copies of those only).
-
-The result equals ``applied`` up to floating-point rounding: ``W u + Delta W u`` instead of
-``(W + Delta W) u``, computed in fp32 (float64 for float64 models) and cast to the layer's
-output dtype.
+The weights and the kernels are those of ``applied``, so the logits and gradients are the same
+bit for bit.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import tempfile
 from collections.abc import Iterator, Mapping
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
@@ -37,35 +35,67 @@ _WRAPPER = "._original_component"
 
 def owners(model: TransformerBridge) -> dict[str, tuple[nn.Module, str]]:
     """Parameter name (as in ``named_parameters``) -> (the module holding it, its attribute)."""
-    out = {}
-    for raw, _ in model.original_model.named_parameters():
-        path, _, leaf = raw.rpartition(".")
-        module = model.original_model.get_submodule(path) if path else model.original_model
-        out[raw.replace(_WRAPPER, "")] = (module, leaf)
+    out, seen = {}, set()
+    for path, module in model.original_model.named_modules():
+        for leaf, p in module.named_parameters(recurse=False):
+            if id(p) not in seen:  # a tied weight keeps its first name, as named_parameters does
+                seen.add(id(p))
+                raw = f"{path}.{leaf}" if path else leaf
+                out[raw.replace(_WRAPPER, "")] = (module, leaf)
     return out
 
 
-def _is_conv1d(module: nn.Module) -> bool:
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+def _is_linear(module: nn.Module) -> bool:
+    conv1d = type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+    return isinstance(module, nn.Linear) or conv1d
 
 
-def _add_delta(
-    module: nn.Module,
-    inputs: tuple,
-    output: Tensor,
-    *,
-    weight: Tensor | None,
-    bias: Tensor | None,
-    conv: bool,
-) -> Tensor:
-    wide = torch.promote_types(output.dtype, torch.float32)  # float64 models stay float64
-    x = inputs[0].to(wide)
-    extra = 0.0
-    if weight is not None:
-        extra = x @ weight if conv else F.linear(x, weight)
-    if bias is not None:
-        extra = extra + bias
-    return (output.to(wide) + extra).to(output.dtype)
+def shifted(p: Tensor, d: Tensor, scale: float) -> Tensor:
+    """``p + scale * d`` summed in fp32 (or wider) and cast to ``p``'s dtype: theta' for one
+    parameter, the same for ``apply`` and ``hooked``."""
+    wide = torch.promote_types(p.dtype, torch.float32)
+    return (p.to(wide) + scale * d.to(p.device, wide)).to(p.dtype)
+
+
+class _ShiftedCall:
+    """A linear module's forward with ``leaf -> W + scale * Delta W``, recomputed in backward."""
+
+    def __init__(self, module: nn.Module, parts: dict[str, Tensor], scale: float) -> None:
+        self.module, self.parts, self.scale = module, parts, scale
+        self.forward = module.forward  # the class's forward, bound
+
+    def weights(self) -> dict[str, Tensor]:
+        with torch.no_grad():
+            return {
+                leaf: shifted(getattr(self.module, leaf), d, self.scale)
+                for leaf, d in self.parts.items()
+            }
+
+    def __call__(self, *args, **kwargs):
+        made = self.weights()
+        storage = {w.untyped_storage().data_ptr(): leaf for leaf, w in made.items()}
+
+        def pack(t: Tensor):
+            leaf = storage.get(t.untyped_storage().data_ptr()) if t.device.type != "meta" else None
+            if leaf is None or t.dtype != made[leaf].dtype:
+                return t
+            return leaf, t.size(), t.stride(), t.storage_offset()  # a view of W': its recipe
+
+        def unpack(saved):
+            if isinstance(saved, Tensor):
+                return saved
+            leaf, size, stride, offset = saved
+            return self.weights()[leaf].as_strided(size, stride, offset)
+
+        params = self.module._parameters
+        originals = {leaf: params[leaf] for leaf in made}
+        try:
+            # nn.Module only accepts Parameters through setattr; the dict takes the plain tensor
+            params.update(made)
+            with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+                return self.forward(*args, **kwargs)
+        finally:
+            params.update(originals)
 
 
 @contextlib.contextmanager
@@ -80,30 +110,21 @@ def hooked(
     rest: dict[str, Tensor] = {}
     for name, d in delta.items():
         module, leaf = where[name]
-        linear = isinstance(module, nn.Linear) or _is_conv1d(module)
-        if linear and leaf in ("weight", "bias"):
-            param = getattr(module, leaf)
-            wide = torch.promote_types(param.dtype, torch.float32)
-            t = d.to(device=param.device, dtype=wide)
-            per_module.setdefault(module, {})[leaf] = t if scale == 1.0 else scale * t
+        if _is_linear(module) and leaf in ("weight", "bias"):
+            per_module.setdefault(module, {})[leaf] = d
         else:
             rest[name] = d
-    handles = []
+    patched: list[nn.Module] = []
     try:
         for module, parts in per_module.items():
-            hook = functools.partial(
-                _add_delta,
-                weight=parts.get("weight"),
-                bias=parts.get("bias"),
-                conv=_is_conv1d(module),
-            )
-            handles.append(module.register_forward_hook(hook))
+            module.forward = _ShiftedCall(module, parts, scale)  # an instance attribute
+            patched.append(module)
         others = WeightDelta(rest, dtype=next(iter(rest.values())).dtype) if rest else None
         with others.applied(model, scale) if others else contextlib.nullcontext():
             yield model
     finally:
-        for handle in handles:
-            handle.remove()
+        for module in patched:
+            del module.forward  # the class's forward again
 
 
 class Originals:

@@ -105,6 +105,19 @@ def encode(
         rows.append(full)
         lasts.append(len(ids) - 1)
         label_rows.append(labels)
+    return _padded(tokenizer, rows, lasts, label_rows)
+
+
+def prompt_batch(tokenizer: Any, ids: Sequence[list[int]]) -> Batch:
+    """Prompts already tokenised (``prompt_ids``) as one right-padded ``Batch``, no answers:
+    ``encode(..., with_answers=False)`` without tokenising again."""
+    tokenizer = getattr(tokenizer, "tokenizer", None) or tokenizer
+    rows = [list(row) for row in ids]
+    labels = [[-100] * len(row) for row in rows]
+    return _padded(tokenizer, rows, [len(row) - 1 for row in rows], labels)
+
+
+def _padded(tokenizer: Any, rows: list[list[int]], lasts: list[int], label_rows: list) -> Batch:
     width = max(map(len, rows))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)

@@ -18,6 +18,7 @@ Two maps are built from the split:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,35 +62,31 @@ class Alignment:
         g = self.group(item)
         if self.group_of[cf] != self.group_of[item]:
             raise AlignmentError(f"items {item} and {cf} have different templates")
-        p, e_i, e_j = len(g.prefix), g.entity_length(item), g.entity_length(cf)
+        e_i, e_j = g.entity_length(item), g.entity_length(cf)
         if e_i and not e_j:
             raise AlignmentError(f"counterfactual item {cf} has no entity tokens to align with")
-        out = []
-        for t in range(length):
-            if t < p:
-                out.append(t)
-            elif t < p + e_i:
-                out.append(max(p + e_j - (p + e_i - t), p))
-            else:
-                out.append(t - e_i + e_j)
-        return torch.tensor(out, dtype=torch.long)
+        return _moved(length, len(g.prefix), e_i, e_j).clone()
 
     def canonical_positions(self, item: int, length: int, slots: int) -> Tensor:
         """For each position of ``item``, its slot in a canonical template with ``slots``
         entity slots (entity tokens beyond them go to the first slot)."""
         g = self.group(item)
-        p, e = len(g.prefix), g.entity_length(item)
+        e = g.entity_length(item)
         if e and not slots:
             raise AlignmentError(f"item {item} has entity tokens but the canonical template none")
-        out = []
-        for t in range(length):
-            if t < p:
-                out.append(t)
-            elif t < p + e:
-                out.append(max(p + slots - (p + e - t), p))
-            else:
-                out.append(t - e + slots)
-        return torch.tensor(out, dtype=torch.long)
+        return _moved(length, len(g.prefix), e, slots).clone()
+
+
+@functools.lru_cache(maxsize=4096)  # a few shapes repeat across every item and pair
+def _moved(length: int, prefix: int, entity: int, other: int) -> Tensor:
+    """Positions ``0..length-1`` of a prompt whose entity spans ``entity`` tokens after
+    ``prefix``, in a prompt of the same template whose entity spans ``other``: the prefix stays,
+    entity tokens align right (extra ones go to the first entity slot), the suffix shifts.
+    Cached (the same few shapes recur for every pair); callers get a copy."""
+    t = torch.arange(length)
+    in_entity = torch.clamp(t + other - entity, min=prefix)
+    after = t - entity + other
+    return torch.where(t < prefix, t, torch.where(t < prefix + entity, in_entity, after))
 
 
 def _entity_split(tokenizer: Any, ex: Example, ids: list[int]) -> tuple[int, int] | None:

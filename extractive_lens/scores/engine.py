@@ -11,10 +11,10 @@ Per batch of items:
 Counterfactual activations are theta-activations of other items, already computed in pass 1.
 Dot products are accumulated in fp32 whatever the model's dtype.
 
-Peak memory is bounded by the batch: theta' is computed with forward hooks adding ``Delta W u``
-to the linear layers (``WeightDelta.hooked``: no copy of any touched weight), and what the upstream
-score needs across batches (each item's y and dR'/dy - dR/dy) waits in a temporary file
-(:class:`.upstream.ItemPool`), not in memory.
+Peak memory is bounded by the batch: theta' is computed by ``WeightDelta.hooked`` (each linear
+layer runs with ``W + Delta W`` formed for that call, never a second copy of the touched weights),
+and what the upstream score needs across batches (each item's y and dR'/dy - dR/dy) waits in an
+:class:`.upstream.ItemPool` (host memory up to a small budget, then a temporary file).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from extractive_lens.metrics import (
     ExampleLike,
     answer_index,
     as_examples,
-    encode,
     model_device,
+    prompt_batch,
     prompt_ids,
 )
 from extractive_lens.models import named_parameters
@@ -150,14 +150,12 @@ def compute(
     try:
         for start in range(0, n, batch_size):
             rows = list(range(start, min(start + batch_size, n)))
-            batch = encode(
-                tok, [examples[i] for i in rows], with_answers=False, prepend_bos=prepend_bos
-            )
+            batch = prompt_batch(tok, [ids[i] for i in rows])
             uncovered_total += run.batch(batch, answers[rows], rows, lengths, results, pool)
         if pool is not None:  # one item at a time, reading its counterfactuals back
             for i in range(n):
-                for kind in _kinds(spec):
-                    value = upstream_item(pool, kind, i, lengths[i], alignment, cf, device)
+                values = upstream_item(pool, _kinds(spec), i, lengths[i], alignment, cf, device)
+                for kind, value in values.items():
                     results["upstream"][kind][i, : lengths[i]] = value
     finally:
         if pool is not None:
@@ -238,7 +236,7 @@ class _Passes:
             keep = set(out_hooks)  # the linear maps' caches are done with
             first.values = {h: v for h, v in first.values.items() if h in keep}
             first.grads = {h: g for h, g in first.grads.items() if h in keep}
-        # Pass 2: theta' (hooks add Delta W u: no weight is copied), forward (+ backward).
+        # Pass 2: theta' (no weight written or kept twice: delta_apply), forward (+ backward).
         if want_d or want_u:
             with self.wd.hooked(model):
                 second, _ = run_pass(

@@ -20,7 +20,7 @@ K/V heads x 2 d_head) x 4 bytes, twice).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -43,9 +43,11 @@ class ItemPool:
         self.held: dict[tuple[int, str], Tensor] = {}
         self.file = None  # a temporary file, opened at the first spill, closed by close()
         self.index: dict[tuple[int, str], tuple[int, torch.Size, torch.dtype]] = {}
+        self.lengths: dict[int, int] = {}
 
     def put(self, item: int, name: str, t: Tensor) -> None:
         data = t.detach().cpu().contiguous()
+        self.lengths[item] = data.shape[0]
         size = data.numel() * data.element_size()
         if self.used + size <= self.memory:
             self.held[item, name] = data.clone()  # not a view into the batch's tensor
@@ -56,6 +58,10 @@ class ItemPool:
         self.file.seek(0, 2)
         self.index[item, name] = (self.file.tell(), data.shape, data.dtype)
         data.view(torch.uint8).reshape(-1).numpy().tofile(self.file)
+
+    def length(self, item: int) -> int:
+        """The positions stored for ``item`` (its prompt's length)."""
+        return self.lengths[item]
 
     def get(self, item: int, name: str, device: torch.device | str = "cpu") -> Tensor:
         if (item, name) in self.held:
@@ -74,26 +80,34 @@ class ItemPool:
 
 def upstream_item(
     pool: ItemPool,
-    kind: str,
+    kinds: Sequence[str],
     item: int,
     length: int,
     alignment: Alignment | None,
     counterfactuals: Tensor | None,
     device: torch.device | str = "cpu",
-) -> Tensor:
-    """U of one item for one component kind, ``[pos, layer, (head)]``, from the pool's
+) -> dict[str, Tensor]:
+    """U of one item for each component kind, ``[pos, layer, (head)]``, from the pool's
     ``y/<kind>`` and ``dg/<kind>`` (zero beyond each item's length)."""
-    y = pool.get(item, f"y/{kind}", device)
-    dg = pool.get(item, f"dg/{kind}", device)
-    if counterfactuals is None:
-        return (dg * y).sum(-1)
-    assert alignment is not None
-    y_star = torch.zeros_like(y)
-    for j in counterfactuals[item].tolist():  # the same order of additions as the whole pool
-        index = alignment.counterfactual_positions(item, j, length).to(y.device)
-        y_star[:length] += pool.get(j, f"y/{kind}", device).index_select(0, index)
-    y_star /= counterfactuals.shape[1]
-    return (dg * (y - y_star)).sum(-1)
+    others = [] if counterfactuals is None else counterfactuals[item].tolist()
+    assert alignment is not None or not others
+    # one gather for all K counterfactuals: item j's rows start where the earlier ones end
+    index, start = [], 0
+    for j in others:
+        index.append(alignment.counterfactual_positions(item, j, length) + start)
+        start += pool.length(j)
+    index = torch.cat(index).to(device) if others else None
+    out = {}
+    for kind in kinds:
+        y = pool.get(item, f"y/{kind}", device)
+        dg = pool.get(item, f"dg/{kind}", device)
+        if not others:
+            out[kind] = (dg * y).sum(-1)
+            continue
+        pooled = torch.cat([pool.get(j, f"y/{kind}", device) for j in others])
+        y_star = pooled.index_select(0, index).unflatten(0, (len(others), length)).mean(0)
+        out[kind] = (dg * (y - y_star)).sum(-1)
+    return out
 
 
 def pool_batch(
