@@ -54,7 +54,7 @@ def shifted(p: Tensor, d: Tensor, scale: float) -> Tensor:
     """``p + scale * d`` summed in fp32 (or wider) and cast to ``p``'s dtype: theta' for one
     parameter, the same for ``apply`` and ``hooked``."""
     wide = torch.promote_types(p.dtype, torch.float32)
-    return (p.to(wide) + scale * d.to(p.device, wide)).to(p.dtype)
+    return torch.add(p.to(wide), d.to(p.device, wide), alpha=scale).to(p.dtype)
 
 
 class _ShiftedCall:
@@ -73,13 +73,14 @@ class _ShiftedCall:
 
     def __call__(self, *args, **kwargs):
         made = self.weights()
-        storage = {w.untyped_storage().data_ptr(): leaf for leaf, w in made.items()}
+        # pointers, not the tensors: autograd keeps the hooks, which must not keep W' alive
+        storage = {w.untyped_storage().data_ptr(): (leaf, w.dtype) for leaf, w in made.items()}
 
         def pack(t: Tensor):
-            leaf = storage.get(t.untyped_storage().data_ptr()) if t.device.type != "meta" else None
-            if leaf is None or t.dtype != made[leaf].dtype:
+            key = storage.get(t.untyped_storage().data_ptr()) if t.device.type != "meta" else None
+            if key is None or t.dtype != key[1]:
                 return t
-            return leaf, t.size(), t.stride(), t.storage_offset()  # a view of W': its recipe
+            return key[0], t.size(), t.stride(), t.storage_offset()  # a view of W': its recipe
 
         def unpack(saved):
             if isinstance(saved, Tensor):

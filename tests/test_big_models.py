@@ -170,3 +170,40 @@ def test_hooked_delta_equals_applied_without_writing_linear_weights(arch):
     assert all(torch.equal(before[n], p) for n, p in named_parameters(model).items())
     with torch.no_grad():  # the hooks are gone: theta again, bit for bit
         assert torch.equal(model(tokens), theta_logits)
+
+
+def test_hooked_keeps_no_shifted_weight_alive_between_forward_and_backward(monkeypatch):
+    # theta' = W + Delta W exists for one layer's call only: the graph waiting for backward holds
+    # a recipe, not the tensor (else memory would hold a second copy of every touched weight).
+    import gc
+    import weakref
+
+    from extractive_lens import delta_apply
+
+    model = tiny_model("llama", n_layers=2, seed=4)
+    gen = torch.Generator().manual_seed(1)
+    delta = WeightDelta(
+        {
+            n: 1e-2 * torch.randn(p.shape, generator=gen)
+            for n, p in named_parameters(model).items()
+            if ".layers." in n and p.ndim == 2
+        }
+    )
+    made = []
+    weights = delta_apply._ShiftedCall.weights
+
+    def recorded(self):
+        out = weights(self)
+        made.extend(weakref.ref(w) for w in out.values())
+        return out
+
+    monkeypatch.setattr(delta_apply._ShiftedCall, "weights", recorded)
+    tokens = model.to_tokens([PROMPT])
+    first_norm = next(p for n, p in named_parameters(model).items() if ".0." in n and p.ndim == 1)
+    with delta.hooked(model):
+        logits = model(tokens)  # the graph is alive, waiting for backward
+        gc.collect()
+        assert len(made) == len(delta)  # one W' per touched weight, each for its call
+        assert all(ref() is None for ref in made), "a shifted weight outlived its layer's call"
+        torch.autograd.grad(logits[:, -1].logsumexp(-1).sum(), first_norm)
+    assert len(made) == 2 * len(delta)  # backward formed each W' again
