@@ -5,11 +5,10 @@ Private to :mod:`extractive_lens.structure`; ``UnsupportedModelError`` is re-exp
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from extractive_lens.hooking import hooked_run
 from extractive_lens.models import named_parameters
 
 
@@ -120,20 +119,16 @@ def pre_norms(model: TransformerBridge) -> list[dict[str, bool]]:
         for norm, reader in (("ln1", "attn.q"), ("ln2", "mlp.in")):
             if getattr(block, norm, None) is not None:
                 checks[(i, norm)] = (f"blocks.{i}.{norm}.hook_out", f"blocks.{i}.{reader}.hook_in")
-    seen: dict[str, torch.Tensor] = {}
-
-    def keep(x: torch.Tensor, hook: Any) -> None:
-        seen[hook.name] = x.detach()
-
     names = {h for pair in checks.values() for h in pair}
     device = next(model.original_model.parameters()).device
     # fork_rng: a model left in train mode must not have its dropout stream moved by the probe
     with (
         torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
         torch.no_grad(),
-        model.hooks(fwd_hooks=[(h, keep) for h in names]),
+        hooked_run(model, keep=names, require=False) as capture,
     ):
         model(torch.tensor([[1, 2, 3]], device=device))
+    seen = capture.values
     out = [{"ln1": False, "ln2": False} for _ in model.blocks]
     for (i, norm), (produced, read) in checks.items():
         a, b = seen.get(produced), seen.get(read)

@@ -17,12 +17,15 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+
+from extractive_lens.models import model_identity, named_parameters
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -108,6 +111,63 @@ def checkpoint_minus(
 
 
 # --------------------------------------------------------------------------------------- LoRA
+
+
+def difference(
+    before: Mapping[str, Tensor] | TransformerBridge | str | os.PathLike,
+    after: TransformerBridge | str | os.PathLike,
+    names: Iterable[str] | None,
+    skip_unchanged: bool | None,
+    device: str | torch.device,
+) -> tuple[dict[str, Tensor], dict[str, Any], TransformerBridge]:
+    """``WeightDelta.between``'s tensors, the identity of the delta's base and the loaded model."""
+    model = after if isinstance(after, TransformerBridge) else before
+    if not isinstance(model, TransformerBridge):
+        raise TypeError(
+            "between: one side must be a loaded model (TransformerBridge); got "
+            f"{type(before).__name__} and {type(after).__name__}"
+        )
+    identity = model_identity(model)
+    if model is after:  # its weights are the finetuned ones, not the delta's base
+        identity.pop("fingerprint")
+    params = named_parameters(model)
+    if isinstance(after, str | os.PathLike) or isinstance(before, str | os.PathLike):
+        path = after if isinstance(after, str | os.PathLike) else before
+        sign = 1.0 if path is after else -1.0
+        skip = skip_unchanged is not False
+        tensors = checkpoint_minus(
+            params, path, names=names, sign=sign, skip_unchanged=skip, device=device
+        )
+        return tensors, identity, model
+    if isinstance(before, TransformerBridge):
+        identity = model_identity(before)
+        old = named_parameters(before)
+        before = {n: old[n] for n in (old if names is None else names) if n in old}
+        skip = skip_unchanged is not False
+    else:  # a snapshot keeps all of its names unless asked
+        before = {n: before[n] for n in (before if names is None else names)}
+        skip = bool(skip_unchanged)
+    return weights_minus(params, before, skip_unchanged=skip, device=device), identity, model
+
+
+def weights_minus(
+    params: dict[str, Tensor],
+    before: dict[str, Tensor],
+    *,
+    skip_unchanged: bool,
+    device: str | torch.device = "cpu",
+) -> dict[str, Tensor]:
+    """``params[n] - before[n]`` in fp32 for every name of ``before`` (in its order), on
+    ``device``; with ``skip_unchanged``, tensors that did not change are left out."""
+    missing = [n for n in before if n not in params]
+    if missing:
+        raise ValueError(f"between: the model has no parameters named {missing[:5]}")
+    out = {}
+    for n, b in before.items():
+        diff = params[n].detach().float() - b.detach().to(params[n].device).float()
+        if not (skip_unchanged and not diff.any()):
+            out[n] = diff.to(device)
+    return out
 
 
 def _pattern_value(pattern: dict[str, Any], module: str, default: Any) -> Any:

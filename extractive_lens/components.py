@@ -19,10 +19,12 @@ columns: nothing is counted twice. Parameters no component owns (embeddings, the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.models import named_parameters
@@ -114,6 +116,21 @@ def components(
         if "mlp" in wanted:
             out.append(Component(layer, "mlp"))
     return out
+
+
+def owned_masks(
+    components: Iterable[Component], model: TransformerBridge, tensors: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """Per parameter among ``tensors``' names, a boolean mask (of its shape) of the elements the
+    given components own; parameters none of them owns are absent."""
+    masks: dict[str, Tensor] = {}
+    for component in components:
+        for s in component.owned(model):
+            if s.param in tensors:
+                if s.param not in masks:
+                    masks[s.param] = torch.zeros_like(tensors[s.param], dtype=torch.bool)
+                masks[s.param][s.index(masks[s.param].ndim)] = True
+    return masks
 
 
 def unowned_parameters(model: TransformerBridge) -> list[str]:

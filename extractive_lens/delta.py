@@ -22,8 +22,6 @@ tensor shapes, the library versions and free-form user metadata.
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import math
 import numbers
 import os
@@ -36,12 +34,10 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.components import Component
-from extractive_lens.models import model_identity, named_parameters, weights_fingerprint
-from extractive_lens.results import atomic_path, versions
+from extractive_lens import delta_files
+from extractive_lens.components import Component, owned_masks
+from extractive_lens.models import model_identity, named_parameters
 from extractive_lens.structure import model_structure
-
-FORMAT = "extractive_lens.WeightDelta/1"
 
 
 def layer_of(name: str, model: TransformerBridge) -> int | None:
@@ -121,44 +117,9 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
                 snapshot form), so a delta of a block-linear finetune holds only those weights.
             device: where the delta's tensors live.
         """
-        from extractive_lens.checkpoints import checkpoint_minus
+        from extractive_lens.checkpoints import difference
 
-        model = after if isinstance(after, TransformerBridge) else before
-        if not isinstance(model, TransformerBridge):
-            raise TypeError(
-                "between: one side must be a loaded model (TransformerBridge); got "
-                f"{type(before).__name__} and {type(after).__name__}"
-            )
-        identity = model_identity(model)
-        if model is after:  # its weights are the finetuned ones, not the delta's base
-            identity.pop("fingerprint")
-        params = named_parameters(model)
-        if isinstance(after, str | os.PathLike) or isinstance(before, str | os.PathLike):
-            path = after if isinstance(after, str | os.PathLike) else before
-            sign = 1.0 if path is after else -1.0
-            skip = True if skip_unchanged is None else skip_unchanged
-            tensors = checkpoint_minus(
-                params, path, names=names, sign=sign, skip_unchanged=skip, device=device
-            )
-            return cls(
-                tensors, identity=identity, metadata=metadata, layers=_layers(model, tensors)
-            )
-        if isinstance(before, TransformerBridge):
-            skip = True if skip_unchanged is None else skip_unchanged
-            old = named_parameters(before)
-            identity = model_identity(before)
-            before = {n: old[n] for n in (old if names is None else names) if n in old}
-        else:
-            skip = bool(skip_unchanged)
-            before = {n: before[n] for n in (before if names is None else names)}
-        missing = [n for n in before if n not in params]
-        if missing:
-            raise ValueError(f"between: the model has no parameters named {missing[:5]}")
-        tensors = {}
-        for n, b in before.items():
-            diff = params[n].detach().float() - b.detach().to(params[n].device).float()
-            if not (skip and not diff.any()):
-                tensors[n] = diff.to(device)
+        tensors, identity, model = difference(before, after, names, skip_unchanged, device)
         return cls(tensors, identity=identity, metadata=metadata, layers=_layers(model, tensors))
 
     @classmethod
@@ -256,7 +217,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         if not isinstance(other, WeightDelta):
             return NotImplemented
         a, b = self.identity, other.identity
-        if a is not None and b is not None and not same_model(a, b):
+        if a is not None and b is not None and not delta_files.same_model(a, b):
             raise ValueError(f"cannot combine deltas made for different models: {a} vs {b}")
         identity = a if a is not None else b
         if a is not None and b is not None and a.get("fingerprint") != b.get("fingerprint"):
@@ -322,13 +283,7 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         if components is not None:
             if model is None:
                 raise ValueError("restrict(components=...) needs model=... to find owned slices")
-            masks: dict[str, Tensor] = {}
-            for component in components:
-                for s in component.owned(model):
-                    if s.param in tensors:
-                        if s.param not in masks:
-                            masks[s.param] = torch.zeros_like(tensors[s.param], dtype=torch.bool)
-                        masks[s.param][s.index(masks[s.param].ndim)] = True
+            masks = owned_masks(components, model, tensors)
             tensors = {n: torch.where(masks[n], t, 0.0) for n, t in tensors.items() if n in masks}
         return self._new(dict(tensors), self.metadata)
 
@@ -364,28 +319,10 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         second copy there), or ``"disk"`` in a temporary file read back one tensor at a time (peak
         memory then holds no copy at all; costs a write and a read of those weights).
         """
-        self.check_compatible(model)
-        params = named_parameters(model)
-        offloaded = [n for n in self._tensors if params[n].is_meta]
-        if offloaded:
-            raise ValueError(
-                f"cannot apply a delta to weights offloaded to disk by device_map ({offloaded[:3]}"
-                f", {len(offloaded)} in all): give load_model more max_memory for the GPU/CPU"
-            )
-        from extractive_lens.delta_apply import Originals, shifted
+        from extractive_lens.delta_apply import apply_in_place
 
-        saved = Originals(keep)
-        for n in self._tensors:
-            saved.put(n, params[n])
-        restore = functools.partial(saved.restore, params)
-        try:
-            with torch.no_grad():
-                for n, d in self._tensors.items():
-                    params[n].copy_(shifted(params[n], d, scale))
-        except BaseException:
-            restore()
-            raise
-        return restore
+        self.check_compatible(model)
+        return apply_in_place(named_parameters(model), self._tensors, scale, keep)
 
     @contextlib.contextmanager
     def applied(
@@ -416,24 +353,10 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write a safetensors file atomically; refuse to replace one unless ``overwrite=True``."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        header = {
-            "format": FORMAT,
-            "identity": json.dumps(self.identity),
-            "shapes": json.dumps({n: list(t.shape) for n, t in self._tensors.items()}),
-            "versions": json.dumps(versions()),
-            "metadata": json.dumps(self.metadata),
-            "layers": json.dumps(self.layers),
-        }
-        tensors = {n: t.detach().cpu().contiguous() for n, t in self._tensors.items()}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=header)
-        return path
+        """Write a safetensors file atomically (``extractive_lens.delta_files``); refuse to
+        replace one unless ``overwrite=True``."""
+        header = {"identity": self.identity, "metadata": self.metadata, "layers": self.layers}
+        return delta_files.write(path, self._tensors, header, overwrite=overwrite)
 
     @classmethod
     def load(
@@ -451,23 +374,15 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
         named, unless ``allow_other_weights=True``. Files without a fingerprint (older ones) are
         checked by shape only.
         """
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a WeightDelta file (format {header.get('format')!r})")
-        tensors = load_file(str(path))
-        order = json.loads(header["shapes"])  # the saved order (safetensors sorts the names)
+        parts = delta_files.read(path)
         delta = cls(
-            {n: tensors[n] for n in order},
-            identity=json.loads(header["identity"]),
-            metadata=json.loads(header["metadata"]),
-            dtype=next(iter(tensors.values())).dtype if tensors else torch.float32,
-            layers=json.loads(header.get("layers", "null")),
+            parts["tensors"],
+            identity=parts["identity"],
+            metadata=parts["metadata"],
+            dtype=parts["dtype"],
+            layers=parts["layers"],
         )
-        delta.versions = json.loads(header.get("versions", "{}"))
+        delta.versions = parts["versions"]
         if model is not None:
             delta.check_compatible(model)
             if not allow_other_weights:
@@ -476,23 +391,4 @@ class WeightDelta(Mapping[str, Float[Tensor, "..."]]):
 
     def check_same_weights(self, model: TransformerBridge, source: str = "the delta") -> None:
         """Raise ``ValueError`` unless ``model``'s weights carry the fingerprint recorded here."""
-        mine = (self.identity or {}).get("fingerprint")
-        if mine is None:
-            return
-        theirs = weights_fingerprint(model)
-        if mine != theirs:
-            raise ValueError(
-                f"{source} was made for weights with fingerprint {mine} "
-                f"({self.identity.get('name', '?')}), but the model's weights have fingerprint "
-                f"{theirs} ({model.cfg.model_name}): same shapes, different weights (another "
-                "seed, checkpoint or finetune). A delta is only meaningful on the weights it was "
-                "made from. If the model has another delta applied, load this one before applying "
-                "it; to use it anyway, pass allow_other_weights=True."
-            )
-
-
-def same_model(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two ``model_identity`` records describe the same architecture and shapes (the keys
-    both carry agree). The weights' fingerprint is not compared: deltas made on different weights
-    of one model (a chain of finetunes) combine."""
-    return all(a[k] == b[k] for k in (a.keys() & b.keys()) - {"fingerprint"})
+        delta_files.check_same_weights(self.identity, model, source)

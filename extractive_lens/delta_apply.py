@@ -23,8 +23,9 @@ bit for bit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -126,6 +127,31 @@ def hooked(
     finally:
         for module in patched:
             del module.forward  # the class's forward again
+
+
+def apply_in_place(
+    params: Mapping[str, Tensor], delta: Mapping[str, Tensor], scale: float, keep: str
+) -> Callable[[], None]:
+    """``WeightDelta.apply``: write theta' into the parameters, keeping the originals (``keep``:
+    where) for the returned bit-exact restore."""
+    offloaded = [n for n in delta if params[n].is_meta]
+    if offloaded:
+        raise ValueError(
+            f"cannot apply a delta to weights offloaded to disk by device_map ({offloaded[:3]}"
+            f", {len(offloaded)} in all): give load_model more max_memory for the GPU/CPU"
+        )
+    saved = Originals(keep)
+    for n in delta:
+        saved.put(n, params[n])
+    restore = functools.partial(saved.restore, params)
+    try:
+        with torch.no_grad():
+            for n, d in delta.items():
+                params[n].copy_(shifted(params[n], d, scale))
+    except BaseException:
+        restore()
+        raise
+    return restore
 
 
 class Originals:

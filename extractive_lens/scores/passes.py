@@ -1,7 +1,8 @@
 """Component outputs and inputs as hook points, and one hooked pass over a batch.
 
-A *pass* runs the model once on a right-padded batch, records the values of some hook points,
-optionally substitutes others, and (when asked) returns the gradient of the score target
+A *pass* (:func:`extractive_lens.hooking.hooked_run`, the library's one hooked pass) runs the
+model once on a right-padded batch, records the values of some hook points, optionally
+substitutes others, and (when asked) returns the gradient of the score target
 ``R = sum_i R_i`` (docs/method.md §1) at some hook points. Gradients are taken with
 ``torch.autograd.grad`` with respect to the hooked activations only, so no parameter gradient is
 ever formed: a backward costs about one forward's worth of matrix products.
@@ -31,6 +32,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
+from extractive_lens.hooking import hooked_run, substitution
 from extractive_lens.metrics import Batch, last_prompt_logits, model_device
 from extractive_lens.structure import ModelStructure, model_structure
 
@@ -156,50 +158,24 @@ def run_pass(
         The pass's values, gradients and R per example; and the gradients for
         ``extra_grad_inputs``.
     """
-    substitute = dict(substitute or {})
     grad_set = list(dict.fromkeys(grads))
-    value_set = set(values)
-    kept: dict[str, Tensor] = {}
-    live: dict[str, Tensor] = {}
-
-    def make_hook(name: str):  # noqa: ANN202
-        def hook(x: Tensor, hook) -> Tensor | None:  # noqa: ANN001 (TransformerLens HookPoint)
-            if name in substitute:
-                x = substitute[name].to(device=x.device, dtype=x.dtype).reshape(x.shape)
-            if name in value_set:
-                kept[name] = x.detach()
-            if name in live_names:
-                # A fresh view puts exactly this tensor on the forward path (the bridge reverts
-                # any shape conversion), so autograd can differentiate R with respect to it.
-                x = x.view_as(x)
-                live[name] = x
-                return x
-            return x if name in substitute else None
-
-        return hook
-
-    live_names = set(grad_set)
-    names = list(dict.fromkeys([*substitute, *value_set, *grad_set]))
+    edits = {n: substitution(v) for n, v in (substitute or {}).items()}
     need_grad = bool(grad_set or extra_grad_inputs)
-    hooks = [(n, make_hook(n)) for n in names]
-    with torch.set_grad_enabled(need_grad), model.hooks(fwd_hooks=hooks):
+    with (
+        torch.set_grad_enabled(need_grad),
+        hooked_run(model, keep=values, edit=edits, live=grad_set) as capture,
+    ):
         target = target_forward(model, batch, answers, option_ids)
-    missing = [n for n in value_set if n not in kept] + [n for n in grad_set if n not in live]
-    if missing:
-        raise RuntimeError(f"hooks did not fire: {missing[:5]}")
     grad_out: dict[str, Tensor] = {}
     extra: tuple[Tensor, ...] = ()
     if need_grad:
-        inputs = [live[n] for n in grad_set] + list(extra_grad_inputs)
+        inputs = [capture.live[n] for n in grad_set] + list(extra_grad_inputs)
         got = torch.autograd.grad(target.sum(), inputs, allow_unused=True)
-        for n, g, x in zip(grad_set, got, inputs, strict=False):
-            grad_out[n] = torch.zeros_like(x) if g is None else g
-        extra = tuple(
-            torch.zeros_like(x) if g is None else g
-            for g, x in zip(got[len(grad_set) :], extra_grad_inputs, strict=True)
-        )
+        got = [torch.zeros_like(x) if g is None else g for g, x in zip(got, inputs, strict=True)]
+        grad_out = dict(zip(grad_set, got, strict=False))
+        extra = tuple(got[len(grad_set) :])
     b, p = batch.input_ids.shape
-    kept = {n: _tokens_first(v, b, p) for n, v in kept.items()}
+    kept = {n: _tokens_first(v, b, p) for n, v in capture.values.items()}
     grad_out = {n: _tokens_first(g, b, p) for n, g in grad_out.items()}
     return PassResult(kept, grad_out, target.detach()), extra
 

@@ -28,7 +28,6 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -36,6 +35,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.components import Component, components
+from extractive_lens.hooking import hooked_run
 from extractive_lens.metrics import ExampleLike, as_examples, batches, encode, model_device
 
 LIMIT_LEFT, LIMIT_RIGHT = -0.1, 1.1
@@ -164,27 +164,14 @@ def unit_means(
     """Each unit's mean output over every real (non-padding) prompt position of ``examples``."""
     sums: dict[str, Tensor] = {}
     count = 0
-    current: dict[str, Tensor] = {}
-
-    def recorder(name: str):  # noqa: ANN202
-        # Keyed by the name asked for: the bridge reports an alias's canonical name instead
-        # (hook_z fires as attn.o.hook_in).
-        def record(x: Tensor, hook: Any) -> None:
-            current[name] = x.detach()
-
-        return record
-
     names = list(units.hooks())
     for chunk in batches(as_examples(examples), batch_size):
         batch = encode(model.tokenizer, chunk, with_answers=False).to(model_device(model))
-        current.clear()
-        with torch.no_grad(), model.hooks(fwd_hooks=[(n, recorder(n)) for n in names]):
+        with torch.no_grad(), hooked_run(model, keep=names) as capture:
             model(batch.input_ids, attention_mask=batch.attention_mask)
-        if set(current) != set(names):
-            raise RuntimeError(f"gate hooks did not fire: {sorted(set(names) - set(current))}")
         keep = batch.attention_mask.bool()
         for name in names:
-            sums[name] = sums.get(name, 0) + current[name][keep].double().sum(0)
+            sums[name] = sums.get(name, 0) + capture.values[name][keep].double().sum(0)
         count += int(keep.sum())
     return UnitMeans({n: (s / count).float() for n, s in sums.items()}, count)
 
@@ -197,14 +184,14 @@ def gated(
 
     ``means=None`` zero-ablates (mu = 0). ``z`` may carry gradients (mask training).
     """
-    hooks = []
+    edits = {}
     for name, slots in units.hooks().items():
         index = torch.tensor([i for i, _ in slots])
         is_heads = slots[0][1] is not None
         heads = torch.tensor([h for _, h in slots]) if is_heads else None
         mu = None if means is None else means.values[name]
 
-        def fn(x: Tensor, hook: Any, index=index, heads=heads, mu=mu) -> Tensor:  # noqa: ANN001
+        def fn(x: Tensor, index=index, heads=heads, mu=mu) -> Tensor:  # noqa: ANN001
             gate = z[index].to(device=x.device, dtype=x.dtype)
             base = torch.zeros_like(x) if mu is None else mu.to(x.device, x.dtype).expand_as(x)
             if heads is None:  # one MLP: a scalar gate
@@ -213,8 +200,8 @@ def gated(
             scale = scale.index_put((heads.to(x.device),), gate)
             return (x - base) * scale[:, None] + base
 
-        hooks.append((name, fn))
-    with model.hooks(fwd_hooks=hooks):
+        edits[name] = fn
+    with hooked_run(model, edit=edits):
         yield model
 
 
