@@ -65,7 +65,9 @@ def _seeded(seed: int):
 
 
 def _tiny_loader(arch: str) -> NamedLoader:
-    def load(name: str, *, device=None, dtype=None) -> TransformerBridge:
+    def load(
+        name: str, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> TransformerBridge:
         return tiny_model(arch, device=device, dtype=dtype)
 
     return load
