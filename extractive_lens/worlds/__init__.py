@@ -59,6 +59,16 @@ __all__ = [
     "load_world_model",
     "make_world",
     "pretrain",
+    "register_models",
     "world_of",
     "world_vocabulary",
 ]
+
+
+def register_models() -> None:
+    """Make every name of :data:`WORLD_MODELS` loadable with ``load_model`` (the package's entry
+    point in the group ``extractive_lens.models``, run on the first ``load_model("world-...")``)."""
+    from extractive_lens.models import register_named_model
+
+    for name in WORLD_MODELS:
+        register_named_model(name, load_world_model)
