@@ -18,18 +18,19 @@ With ``out_dir`` the run writes a checkpoint every ``checkpoint_every`` steps
 (``checkpoint/``: weights, optimizer and scheduler state, step, history) and resumes from it when
 called again with the same configuration; the final model goes to ``out_dir/model`` (loadable with
 ``load_model(out_dir / "model")``), the configuration to ``out_dir/run.json``.
+
+The pieces: :mod:`.pretrain_config` (model and train configs), :mod:`.pretrain_eval` (what the
+history tracks), :mod:`.checkpoints` (the run directory and its checkpoint) and
+:mod:`.world_models` (named, cached world models; their names are importable from here too).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import importlib
 import json
 import math
 import os
-import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,59 +38,18 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from extractive_lens.data import Example, first_token_ids
-from extractive_lens.metrics import encode, ranks_from_logits
+from extractive_lens.worlds.checkpoints import (
+    claim_run_dir,
+    load_checkpoint,
+    run_key,
+    save_checkpoint,
+)
 from extractive_lens.worlds.curricula import CorpusConfig, build_corpus
-from extractive_lens.worlds.generator import FACT_ONLY, KNOWN, Fact, World, WorldConfig, make_world
+from extractive_lens.worlds.generator import make_world
+from extractive_lens.worlds.pretrain_config import ModelConfig, TrainConfig
+from extractive_lens.worlds.pretrain_eval import eval_sets, hf_mean_ranks
 from extractive_lens.worlds.tokenizer import build_tokenizer
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of the Llama-style model."""
-
-    n_layers: int = 4
-    d_model: int = 128
-    n_heads: int = 4
-    d_mlp: int = 512
-
-    def hf_config(self, tokenizer: Any) -> Any:
-        from transformers import LlamaConfig
-
-        return LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=self.d_model,
-            intermediate_size=self.d_mlp,
-            num_hidden_layers=self.n_layers,
-            num_attention_heads=self.n_heads,
-            num_key_value_heads=self.n_heads,
-            max_position_embeddings=64,
-            tie_word_embeddings=False,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimiser and bookkeeping of a pretraining run."""
-
-    lr: float = 2e-3
-    """Peak learning rate."""
-    warmup: float = 0.05
-    """Fraction of the steps spent warming up linearly."""
-    min_lr_ratio: float = 0.1
-    """The cosine decays to ``min_lr_ratio * lr``."""
-    weight_decay: float = 0.1
-    batch_size: int = 64
-    grad_clip: float = 1.0
-    seed: int = 0
-    """Seeds the initialisation (the corpus order has its own seed in ``CorpusConfig``)."""
-    eval_every: int = 100
-    """Evaluate every this many steps (and at the end); 0: only at the end."""
-    checkpoint_every: int = 200
-    """With ``out_dir``: checkpoint every this many steps (0: never)."""
+from extractive_lens.worlds.world import World, WorldConfig
 
 
 @dataclass
@@ -124,56 +84,6 @@ class PretrainResult:
         }
 
 
-def eval_sets(world: World) -> dict[str, tuple[list[Example], tuple[str, ...]]]:
-    """What pretraining tracks: name -> (examples, options), all on pretraining entities.
-
-    ``known_facts`` (known people -> city, among all cities), ``known_impl`` (known people ->
-    language, trained), ``latent_impl`` (fact-only people -> language: never trained, a latent
-    two-hop), ``mayor_impl`` (known cities' landmark -> mayor, trained) and ``background``
-    (city -> language).
-    """
-    cities = tuple(c.name for c in world.cities)
-
-    def person_rows(relation: str, group: str) -> list[Example]:
-        out = []
-        for p in world.people_in(group):
-            c = world.city(p.city)
-            out.append(Fact(relation, p.name, c.name if relation == "lives_in" else c.language))
-        return [f.render() for f in out]
-
-    return {
-        "known_facts": (person_rows("lives_in", KNOWN), cities),
-        "known_impl": (person_rows("speaks", KNOWN), world.languages),
-        "latent_impl": (person_rows("speaks", FACT_ONLY), world.languages),
-        "mayor_impl": (
-            [Fact("landmark_mayor", c.landmark, c.mayor).render() for c in world.cities_in(KNOWN)],
-            world.mayors,
-        ),
-        "background": (
-            [Fact("city_language", c.name, c.language).render() for c in world.cities],
-            world.languages,
-        ),
-    }
-
-
-def hf_mean_ranks(
-    hf: Any, tokenizer: Any, sets: dict[str, tuple[Sequence[Example], Sequence[str]]]
-) -> dict[str, float]:
-    """Mean rank of each eval set on a plain HF model (same encoding as ``metrics.mean_rank``)."""
-    out = {}
-    with torch.no_grad():
-        for name, (examples, options) in sets.items():
-            batch = encode(tokenizer, list(examples), with_answers=False)
-            logits = hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            last = logits[torch.arange(len(examples)), batch.last_prompt]
-            option_ids = torch.tensor(first_token_ids(tokenizer, options))
-            scores = last[:, option_ids]
-            index = {o: i for i, o in enumerate(options)}
-            answers = torch.tensor([index[e.answer] for e in examples])
-            out[name] = ranks_from_logits(scores, answers).float().mean().item()
-    return out
-
-
 def _schedule(cfg: TrainConfig, total: int):
     warm = max(1, round(cfg.warmup * total))
 
@@ -201,12 +111,13 @@ def _batches(ids: list[list[int]], batch_size: int, pad: int) -> list[tuple[torc
     return out
 
 
-def run_key(world: World, corpus: CorpusConfig, model: ModelConfig, train: TrainConfig) -> str:
-    """A short hash of everything that determines the trained weights."""
-    blob = json.dumps(
-        [world.config.to_dict(), corpus.to_dict(), asdict(model), asdict(train)], sort_keys=True
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+@dataclass
+class _RunState:
+    """Where a run stands: optimizer steps taken, tokens seen, evaluation rows so far."""
+
+    step: int = 0
+    tokens: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def pretrain(
@@ -230,8 +141,6 @@ def pretrain(
         max_steps: stop after this many steps (the schedule is still that of the full run; for
             tests and interrupted-run checks).
     """
-    from transformers import LlamaForCausalLM
-
     from extractive_lens.models import load_model
 
     start = time.perf_counter()
@@ -241,21 +150,59 @@ def pretrain(
         model_config or ModelConfig(),
         train_config or TrainConfig(),
     )
-    key = run_key(world, ccfg, mcfg, tcfg)
     tokenizer = build_tokenizer(world)
-    corpus = build_corpus(world, ccfg)
-    ids = tokenizer(corpus.texts(), add_special_tokens=True)["input_ids"]
+    ids = tokenizer(build_corpus(world, ccfg).texts(), add_special_tokens=True)["input_ids"]
     batches = _batches(ids, tcfg.batch_size, tokenizer.pad_token_id)
-    total = len(batches)
-    sets = eval_sets(world)
+    hf = _fresh_model(mcfg, tokenizer, tcfg.seed, run_key(world, ccfg, mcfg, tcfg))
+    optimizer = _optimizer(hf, tcfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(tcfg, len(batches)))
+    run = _RunState()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        claim_run_dir(out, world, ccfg, mcfg, tcfg, len(batches))
+        run = _RunState(*load_checkpoint(out / "checkpoint", hf, optimizer, scheduler))
+    n_params = sum(p.numel() for p in hf.parameters())
+    bar = tqdm(
+        total=len(batches),
+        initial=run.step,
+        desc=f"pretrain {ccfg.curriculum}",
+        disable=not progress,
+    )
+    loop = _TrainingLoop(hf, tokenizer, optimizer, scheduler, tcfg, eval_sets(world), bar)
+    loop.run(batches, run, max_steps, None if out is None else out / "checkpoint")
+    bar.close()
+    hf.eval()
+    model = load_model(hf_model=hf, tokenizer=tokenizer)
+    if out is not None and run.step == len(batches):
+        _save_final(model, out, run.history)
+    return PretrainResult(
+        model=model,
+        world=world,
+        corpus_config=ccfg,
+        model_config=mcfg,
+        train_config=tcfg,
+        history=run.history,
+        seconds=time.perf_counter() - start,
+        n_params=n_params,
+    )
+
+
+def _fresh_model(mcfg: ModelConfig, tokenizer: Any, seed: int, key: str) -> Any:
+    """A randomly initialised ``LlamaForCausalLM`` (the global torch RNG is left untouched)."""
+    from transformers import LlamaForCausalLM
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tcfg.seed)
+        torch.manual_seed(seed)
         hf = LlamaForCausalLM(mcfg.hf_config(tokenizer))
     hf.config._name_or_path = f"world-{key}"
+    return hf
+
+
+def _optimizer(hf: Any, tcfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only (not on embeddings and norms)."""
     decay = [p for n, p in hf.named_parameters() if p.ndim == 2 and "embed" not in n]
     no_decay = [p for n, p in hf.named_parameters() if not (p.ndim == 2 and "embed" not in n)]
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": tcfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -263,222 +210,109 @@ def pretrain(
         lr=tcfg.lr,
         betas=(0.9, 0.98),
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(tcfg, total))
-    history: list[dict[str, float]] = []
-    step, tokens = 0, 0
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "key": key,
-            "world": world.config.to_dict(),
-            "corpus": ccfg.to_dict(),
-            "model": asdict(mcfg),
-            "train": asdict(tcfg),
-            "steps": total,
-        }
-        if (out / "run.json").exists():
-            old = json.loads((out / "run.json").read_text())
-            if old.get("key") != key:
-                raise FileExistsError(
-                    f"{out} holds a run with another configuration ({old.get('key')})"
-                )
-        else:
-            (out / "run.json").write_text(json.dumps(meta, indent=1))
-        step, tokens, history = _load_checkpoint(out / "checkpoint", hf, optimizer, scheduler)
 
-    n_params = sum(p.numel() for p in hf.parameters())
-    hf.train()
-    running, count = 0.0, 0
-    bar = tqdm(total=total, initial=step, desc=f"pretrain {ccfg.curriculum}", disable=not progress)
-    while step < total and (max_steps is None or step < max_steps):
-        input_ids, mask, labels = batches[step]
-        loss = hf(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+
+class _TrainingLoop:
+    """Steps through the batches in order; evaluates every ``eval_every`` steps and at the end,
+    checkpoints every ``checkpoint_every`` steps and at the end."""
+
+    def __init__(self, hf, tokenizer, optimizer, scheduler, tcfg: TrainConfig, sets, bar) -> None:
+        self.hf, self.tokenizer, self.sets, self.bar = hf, tokenizer, sets, bar
+        self.optimizer, self.scheduler, self.tcfg = optimizer, scheduler, tcfg
+
+    def run(self, batches, run: _RunState, max_steps: int | None, checkpoint: Path | None) -> None:
+        tcfg, total = self.tcfg, len(batches)
+        self.hf.train()
+        running, count = 0.0, 0
+        while run.step < total and (max_steps is None or run.step < max_steps):
+            input_ids, mask, labels = batches[run.step]
+            loss = self.step(input_ids, mask, labels, run.step)
+            run.step += 1
+            run.tokens += int(mask.sum())
+            running, count = running + loss, count + 1
+            self.bar.update(1)
+            last = run.step in (total, max_steps)
+            if last or (tcfg.eval_every and run.step % tcfg.eval_every == 0):
+                self.evaluate(run, running / max(count, 1))
+                running, count = 0.0, 0
+            if (
+                checkpoint is not None
+                and tcfg.checkpoint_every
+                and (run.step % tcfg.checkpoint_every == 0 or last)
+            ):
+                save_checkpoint(
+                    checkpoint,
+                    self.hf,
+                    self.optimizer,
+                    self.scheduler,
+                    run.step,
+                    run.tokens,
+                    run.history,
+                )
+
+    def step(self, input_ids, mask, labels, step: int) -> float:
+        """One optimizer step on the next-token loss of one batch; returns the loss."""
+        loss = self.hf(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"pretrain: loss {loss.item()} at step {step}; lower the lr")
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(hf.parameters(), tcfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        tokens += int(mask.sum())
-        running, count = running + loss.item(), count + 1
-        bar.update(1)
-        last = step in (total, max_steps)
-        if last or (tcfg.eval_every and step % tcfg.eval_every == 0):
-            hf.eval()
-            row = {
-                "step": step,
-                "tokens": tokens,
-                "loss": running / max(count, 1),
-                "lr": scheduler.get_last_lr()[0],
-                **hf_mean_ranks(hf, tokenizer, sets),
-            }
-            hf.train()
-            history.append(row)
-            running, count = 0.0, 0
-            bar.set_postfix({k: round(v, 2) for k, v in row.items() if k not in ("step", "tokens")})
-        if (
-            out is not None
-            and tcfg.checkpoint_every
-            and (step % tcfg.checkpoint_every == 0 or last)
-        ):
-            _save_checkpoint(out / "checkpoint", hf, optimizer, scheduler, step, tokens, history)
-    bar.close()
-    hf.eval()
-    model = load_model(hf_model=hf, tokenizer=tokenizer)
-    if out is not None and step == total:
-        from extractive_lens.models import save_model
+        torch.nn.utils.clip_grad_norm_(self.hf.parameters(), self.tcfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
 
-        save_model(model, out / "model", overwrite=True)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-    return PretrainResult(
-        model=model,
-        world=world,
-        corpus_config=ccfg,
-        model_config=mcfg,
-        train_config=tcfg,
-        history=history,
-        seconds=time.perf_counter() - start,
-        n_params=n_params,
-    )
-
-
-def _save_checkpoint(directory: Path, hf, optimizer, scheduler, step, tokens, history) -> None:
-    from safetensors.torch import save_file
-
-    tmp = directory.with_name(directory.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().clone() for k, v in hf.state_dict().items()}
-    save_file(state, str(tmp / "model.safetensors"))
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-        tmp / "optimizer.pt",
-    )
-    (tmp / "state.json").write_text(
-        json.dumps({"step": step, "tokens": tokens, "history": history})
-    )
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def _load_checkpoint(directory: Path, hf, optimizer, scheduler) -> tuple[int, int, list]:
-    if not (directory / "state.json").exists():
-        return 0, 0, []
-    from safetensors.torch import load_file
-
-    hf.load_state_dict(load_file(str(directory / "model.safetensors")))
-    opt = torch.load(directory / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(opt["optimizer"])
-    scheduler.load_state_dict(opt["scheduler"])
-    state = json.loads((directory / "state.json").read_text())
-    return int(state["step"]), int(state["tokens"]), list(state["history"])
-
-
-@contextlib.contextmanager
-def threads(n: int | None):
-    """Temporarily limit torch's intra-op threads (``None``: leave as is)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-# --------------------------------------------------------------------------- default world model
-
-
-@dataclass(frozen=True)
-class WorldModelSpec:
-    """Everything that determines a named world model's weights."""
-
-    world: WorldConfig = WorldConfig()
-    corpus: CorpusConfig = CorpusConfig(repeats=150)
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
-
-
-WORLD_MODELS: dict[str, WorldModelSpec] = {"world-default": WorldModelSpec()}
-"""Named world models for :func:`load_world_model`."""
-
-
-def world_model_dir(name: str = "world-default") -> Path:
-    """Where :func:`load_world_model` caches ``name``: ``cache_dir()/worlds/<name>-<hash>``."""
-    from extractive_lens.models import cache_dir
-
-    spec = _spec(name)
-    key = run_key(make_world(spec.world), spec.corpus, spec.model, spec.train)
-    return cache_dir() / "worlds" / f"{name}-{key}"
-
-
-def _spec(name: str) -> WorldModelSpec:
-    if name not in WORLD_MODELS:
-        raise ValueError(f"unknown world model {name!r}; known: {sorted(WORLD_MODELS)}")
-    return WORLD_MODELS[name]
-
-
-def build_world_model(
-    name: str = "world-default", *, progress: bool = True, n_threads: int | None = None
-) -> Path:
-    """Pretrain the named world model into the cache (resuming a partial run) and return its dir.
-
-    About 1-3 minutes on one CPU thread for ``world-default``. Same name, same weights (on the
-    same machine and thread count): the spec fixes every seed.
-    """
-    spec = _spec(name)
-    directory = world_model_dir(name)
-    if (directory / "model" / "model.safetensors").exists():
-        return directory
-    with threads(n_threads):
-        pretrain(
-            spec.world, spec.corpus, spec.model, spec.train, out_dir=directory, progress=progress
+    def evaluate(self, run: _RunState, loss: float) -> None:
+        """Append a history row: step, tokens, mean loss since the last row, lr, eval ranks."""
+        self.hf.eval()
+        row = {
+            "step": run.step,
+            "tokens": run.tokens,
+            "loss": loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            **hf_mean_ranks(self.hf, self.tokenizer, self.sets),
+        }
+        self.hf.train()
+        run.history.append(row)
+        self.bar.set_postfix(
+            {k: round(v, 2) for k, v in row.items() if k not in ("step", "tokens")}
         )
-    return directory
 
 
-def load_world_model(
-    name: str = "world-default",
-    *,
-    build: bool = True,
-    progress: bool = True,
-    device: Any = None,
-    dtype: Any = None,
-) -> Any:
-    """A named world model as a ``TransformerBridge`` (``load_model("world-default")``).
+def _save_final(model: Any, out: Path, history: list[dict[str, float]]) -> None:
+    """The finished model (``out/model``, loadable with ``load_model``) and its history."""
+    from extractive_lens.models import save_model
 
-    The weights are not shipped: the first call pretrains them from the spec's seeds (1-3 minutes
-    on a CPU; ``python -m extractive_lens.worlds build-default`` does the same ahead of time) and
-    caches them under ``cache_dir()/worlds``. With ``build=False`` a missing model is an error that
-    names that command. The world itself is :func:`world_of` ``(name)``. ``device`` and ``dtype``
-    are passed to ``load_model``.
-    """
-    from extractive_lens.models import ModelLoadError, load_model
-
-    directory = world_model_dir(name)
-    if not (directory / "model" / "model.safetensors").exists():
-        if not build:
-            raise ModelLoadError(
-                f"world model {name!r} is not built yet ({directory}). Build it (1-3 min on a "
-                f"CPU) with: python -m extractive_lens.worlds build-default --name {name}"
-            )
-        print(f"extractive_lens: pretraining world model {name!r} (1-3 min, cached in {directory})")
-        build_world_model(name, progress=progress)
-    model = load_model(directory / "model", device=device, dtype=dtype)
-    model.cfg.model_name = name
-    return model
+    save_model(model, out / "model", overwrite=True)
+    (out / "history.json").write_text(json.dumps(history, indent=1))
 
 
-def world_of(name: str = "world-default") -> World:
-    """The world a named world model was pretrained on."""
-    return make_world(_spec(name).world)
+# The named world models live in .world_models, which imports this module; their names stay
+# importable from here (``from extractive_lens.worlds.pretrain import load_world_model``).
+_WORLD_MODEL_NAMES = (
+    "WORLD_MODELS",
+    "WorldModelSpec",
+    "build_world_model",
+    "load_world_model",
+    "threads",
+    "world_model_dir",
+    "world_of",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WORLD_MODEL_NAMES:
+        return getattr(importlib.import_module("extractive_lens.worlds.world_models"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    *_WORLD_MODEL_NAMES,
+    "ModelConfig",
+    "PretrainResult",
+    "TrainConfig",
+    "eval_sets",
+    "hf_mean_ranks",
+    "pretrain",
+    "run_key",
+]
