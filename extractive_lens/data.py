@@ -82,7 +82,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from extractive_lens._world import (
+from extractive_lens.word_lists import (
     ANIMALS,
     CITIES,
     DAXWUG_SURNAMES,

@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 
-from extractive_lens._world import DAXWUG_TEST_FIRST_NAMES, DAXWUG_TRAIN_FIRST_NAMES
 from extractive_lens.data import (
     ANIMALS,
     CITIES,
@@ -28,6 +27,7 @@ from extractive_lens.data import (
     second_hop,
     validate,
 )
+from extractive_lens.word_lists import DAXWUG_TEST_FIRST_NAMES, DAXWUG_TRAIN_FIRST_NAMES
 
 CITY = {c.name: c for c in CITIES}
 BY_LANDMARK = {c.landmark: c for c in CITIES}

@@ -6,35 +6,30 @@
 >>> sorted(world.datasets())                              # OCRDatasets for verify_ocr & co.
 ['country', 'first_hop', 'second_hop', 'zong']
 
-Modules: :mod:`.generator` (worlds and their OCR datasets), :mod:`.curricula` (ordered corpora),
-:mod:`.tokenizer` (word-level tokenizer), :mod:`.pretrain` (pretraining, the default world model),
-:mod:`.experiment` (the ordering experiment and the ablation check), :mod:`.cli`
-(``python -m extractive_lens.worlds``).
+Modules, in dependency order: :mod:`.relations` (relations, templates, fact triples),
+:mod:`.ocr_datasets` and :mod:`.world` (a world, its entities and OCR datasets), :mod:`.generator`
+(drawing a world), :mod:`.curricula` (ordered corpora), :mod:`.tokenizer` (word-level tokenizer),
+:mod:`.pretrain_config`, :mod:`.pretrain_eval`, :mod:`.checkpoints` and :mod:`.pretrain`
+(pretraining), :mod:`.world_models` (named world models, the default one), :mod:`.finetunes`,
+:mod:`.scoring`, :mod:`.curriculum_result` and :mod:`.curriculum` (the curriculum experiment),
+:mod:`.ablation` (the ablation check), :mod:`.experiment` (the experiments' former single module)
+and :mod:`.cli` (``python -m extractive_lens.worlds``).
 """
 
 from extractive_lens.worlds.curricula import CURRICULA, Corpus, CorpusConfig, Sentence, build_corpus
-from extractive_lens.worlds.generator import (
-    RELATIONS,
-    City,
-    Fact,
-    Person,
-    Relation,
-    World,
-    WorldConfig,
-    make_world,
-)
-from extractive_lens.worlds.pretrain import (
+from extractive_lens.worlds.generator import make_world
+from extractive_lens.worlds.pretrain import PretrainResult, pretrain
+from extractive_lens.worlds.pretrain_config import ModelConfig, TrainConfig
+from extractive_lens.worlds.relations import RELATIONS, Fact, Relation
+from extractive_lens.worlds.tokenizer import build_tokenizer, world_vocabulary
+from extractive_lens.worlds.world import City, Person, World, WorldCity, WorldConfig
+from extractive_lens.worlds.world_models import (
     WORLD_MODELS,
-    ModelConfig,
-    PretrainResult,
-    TrainConfig,
     WorldModelSpec,
     build_world_model,
     load_world_model,
-    pretrain,
     world_of,
 )
-from extractive_lens.worlds.tokenizer import build_tokenizer, world_vocabulary
 
 __all__ = [
     "CURRICULA",
@@ -51,6 +46,7 @@ __all__ = [
     "Sentence",
     "TrainConfig",
     "World",
+    "WorldCity",
     "WorldConfig",
     "WorldModelSpec",
     "build_corpus",
