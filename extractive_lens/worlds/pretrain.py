@@ -151,8 +151,7 @@ def pretrain(
         train_config or TrainConfig(),
     )
     tokenizer = build_tokenizer(world)
-    ids = tokenizer(build_corpus(world, ccfg).texts(), add_special_tokens=True)["input_ids"]
-    batches = _batches(ids, tcfg.batch_size, tokenizer.pad_token_id)
+    batches = _corpus_batches(world, ccfg, tokenizer, tcfg.batch_size)
     hf = _fresh_model(mcfg, tokenizer, tcfg.seed, run_key(world, ccfg, mcfg, tcfg))
     optimizer = _optimizer(hf, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(tcfg, len(batches)))
@@ -162,15 +161,9 @@ def pretrain(
         claim_run_dir(out, world, ccfg, mcfg, tcfg, len(batches))
         run = _RunState(*load_checkpoint(out / "checkpoint", hf, optimizer, scheduler))
     n_params = sum(p.numel() for p in hf.parameters())
-    bar = tqdm(
-        total=len(batches),
-        initial=run.step,
-        desc=f"pretrain {ccfg.curriculum}",
-        disable=not progress,
-    )
-    loop = _TrainingLoop(hf, tokenizer, optimizer, scheduler, tcfg, eval_sets(world), bar)
-    loop.run(batches, run, max_steps, None if out is None else out / "checkpoint")
-    bar.close()
+    loop = _TrainingLoop(hf, tokenizer, optimizer, scheduler, tcfg, eval_sets(world))
+    checkpoint = None if out is None else out / "checkpoint"
+    loop.run(batches, run, max_steps, checkpoint, f"pretrain {ccfg.curriculum}", progress)
     hf.eval()
     model = load_model(hf_model=hf, tokenizer=tokenizer)
     if out is not None and run.step == len(batches):
@@ -185,6 +178,14 @@ def pretrain(
         seconds=time.perf_counter() - start,
         n_params=n_params,
     )
+
+
+def _corpus_batches(
+    world: World, ccfg: CorpusConfig, tokenizer: Any, batch_size: int
+) -> list[tuple[torch.Tensor, ...]]:
+    """The world's corpus, tokenised, in consecutive batches (in the curriculum's order)."""
+    ids = tokenizer(build_corpus(world, ccfg).texts(), add_special_tokens=True)["input_ids"]
+    return _batches(ids, batch_size, tokenizer.pad_token_id)
 
 
 def _fresh_model(mcfg: ModelConfig, tokenizer: Any, seed: int, key: str) -> Any:
@@ -216,12 +217,22 @@ class _TrainingLoop:
     """Steps through the batches in order; evaluates every ``eval_every`` steps and at the end,
     checkpoints every ``checkpoint_every`` steps and at the end."""
 
-    def __init__(self, hf, tokenizer, optimizer, scheduler, tcfg: TrainConfig, sets, bar) -> None:
-        self.hf, self.tokenizer, self.sets, self.bar = hf, tokenizer, sets, bar
+    def __init__(self, hf, tokenizer, optimizer, scheduler, tcfg: TrainConfig, sets) -> None:
+        self.hf, self.tokenizer, self.sets = hf, tokenizer, sets
         self.optimizer, self.scheduler, self.tcfg = optimizer, scheduler, tcfg
 
-    def run(self, batches, run: _RunState, max_steps: int | None, checkpoint: Path | None) -> None:
+    def run(
+        self,
+        batches: list[tuple[torch.Tensor, ...]],
+        run: _RunState,
+        max_steps: int | None,
+        checkpoint: Path | None,
+        desc: str,
+        progress: bool,
+    ) -> None:
+        """Train from ``run.step`` to the end (or ``max_steps``), updating ``run`` in place."""
         tcfg, total = self.tcfg, len(batches)
+        self.bar = tqdm(total=total, initial=run.step, desc=desc, disable=not progress)
         self.hf.train()
         running, count = 0.0, 0
         while run.step < total and (max_steps is None or run.step < max_steps):
@@ -235,20 +246,11 @@ class _TrainingLoop:
             if last or (tcfg.eval_every and run.step % tcfg.eval_every == 0):
                 self.evaluate(run, running / max(count, 1))
                 running, count = 0.0, 0
-            if (
-                checkpoint is not None
-                and tcfg.checkpoint_every
-                and (run.step % tcfg.checkpoint_every == 0 or last)
-            ):
-                save_checkpoint(
-                    checkpoint,
-                    self.hf,
-                    self.optimizer,
-                    self.scheduler,
-                    run.step,
-                    run.tokens,
-                    run.history,
-                )
+            every = tcfg.checkpoint_every
+            if checkpoint is not None and every and (run.step % every == 0 or last):
+                state = (run.step, run.tokens, run.history)
+                save_checkpoint(checkpoint, self.hf, self.optimizer, self.scheduler, *state)
+        self.bar.close()
 
     def step(self, input_ids, mask, labels, step: int) -> float:
         """One optimizer step on the next-token loss of one batch; returns the loss."""
