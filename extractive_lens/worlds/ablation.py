@@ -22,6 +22,7 @@ from extractive_lens.components import Component
 from extractive_lens.data import CONTROL, IMPLICATIONS, OCRDataset
 from extractive_lens.metrics import ranks
 from extractive_lens.worlds.finetunes import FinetuneSpec, finetune_ocr
+from extractive_lens.worlds.scoring import implication_scores
 
 KNOWN_SPLIT = "known_implications"
 """The known entities' implications (pretrained knowledge): the ablation's specificity check."""
@@ -102,19 +103,12 @@ def ablation_check(
     implication and control ranks and the OCR effect (control minus implication) for each.
     """
     from extractive_lens.components import components
-    from extractive_lens.scores import extractive_scores
 
     start = time.perf_counter()
     spec = finetune or FinetuneSpec("all")
     n_pos = _item_positions(model, dataset)
     result = finetune_ocr(model, dataset, spec)
-    scores = extractive_scores(
-        model,
-        result.delta,
-        dataset.implications,
-        dataset.implication_options,
-        counterfactuals=counterfactuals,
-    )
+    scores = implication_scores(model, result.delta, dataset, counterfactuals)
     labels = _position_labels(scores.informative.tokens, n_pos)
     every = [c for c in components(model) if c.kind in ("mlp", "head")]
     rng = random.Random(seed)

@@ -18,6 +18,19 @@ from extractive_lens.worlds.generator import make_world
 from extractive_lens.worlds.world import WorldConfig
 
 
+def implication_scores(model: Any, delta: Any, dataset: OCRDataset, counterfactuals: int) -> Any:
+    """The three extractive scores of the finetune ``delta`` on ``dataset``'s implications."""
+    from extractive_lens.scores import extractive_scores
+
+    return extractive_scores(
+        model,
+        delta,
+        dataset.implications,
+        dataset.implication_options,
+        counterfactuals=counterfactuals,
+    )
+
+
 def score_summary(
     model: Any, delta: Any, dataset: OCRDataset, *, counterfactuals: int = 5, top: int = 5
 ) -> dict[str, Any]:
@@ -27,15 +40,8 @@ def score_summary(
     extractive graph (``extractive_lens.graph.extractive_graph`` with ``top_k=top``) as a dict.
     """
     from extractive_lens.graph import extractive_graph
-    from extractive_lens.scores import extractive_scores
 
-    scores = extractive_scores(
-        model,
-        delta,
-        dataset.implications,
-        dataset.implication_options,
-        counterfactuals=counterfactuals,
-    )
+    scores = implication_scores(model, delta, dataset, counterfactuals)
     out: dict[str, Any] = {}
     for role, s in scores.roles().items():
         n = len(s.examples)
