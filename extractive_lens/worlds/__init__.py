@@ -7,7 +7,8 @@
 ['country', 'first_hop', 'second_hop', 'zong']
 
 Modules, in dependency order: :mod:`.relations` (relations, templates, fact triples),
-:mod:`.ocr_datasets` and :mod:`.world` (a world, its entities and OCR datasets), :mod:`.generator`
+:mod:`.entities` (world config, cities, people), :mod:`.ocr_datasets` and :mod:`.world` (a world,
+its facts and OCR datasets), :mod:`.generator`
 (drawing a world), :mod:`.curricula` (ordered corpora), :mod:`.tokenizer` (word-level tokenizer),
 :mod:`.pretrain_config`, :mod:`.pretrain_eval`, :mod:`.checkpoints` and :mod:`.pretrain`
 (pretraining), :mod:`.world_models` (named world models, the default one), :mod:`.finetunes`,
@@ -17,12 +18,13 @@ and :mod:`.cli` (``python -m extractive_lens.worlds``).
 """
 
 from extractive_lens.worlds.curricula import CURRICULA, Corpus, CorpusConfig, Sentence, build_corpus
+from extractive_lens.worlds.entities import City, Person, WorldCity, WorldConfig
 from extractive_lens.worlds.generator import make_world
 from extractive_lens.worlds.pretrain import PretrainResult, pretrain
 from extractive_lens.worlds.pretrain_config import ModelConfig, TrainConfig
 from extractive_lens.worlds.relations import RELATIONS, Fact, Relation
 from extractive_lens.worlds.tokenizer import build_tokenizer, world_vocabulary
-from extractive_lens.worlds.world import City, Person, World, WorldCity, WorldConfig
+from extractive_lens.worlds.world import World
 from extractive_lens.worlds.world_models import (
     WORLD_MODELS,
     WorldModelSpec,

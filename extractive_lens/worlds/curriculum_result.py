@@ -10,12 +10,10 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS
-
-if TYPE_CHECKING:
-    from extractive_lens.worlds.curriculum import OrderingConfig
+from extractive_lens.worlds.curriculum_config import OrderingConfig
 
 PAPER_ORDERING = {"interleaved": 0.8, "facts_first": 1.3, "implications_first": 6.4}
 """The paper's held-out implication mean ranks (OLMo-7B, continued training on dax/zong; its

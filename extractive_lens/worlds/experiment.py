@@ -20,23 +20,18 @@ from extractive_lens.worlds.ablation import (
     ablation_check,
     ablation_markdown,
 )
-from extractive_lens.worlds.curriculum import (
-    DATASETS,
-    ORDERING_DATASETS,
-    OrderingConfig,
-    ocr_on,
-    ordering_experiment,
-    run_one,
-)
+from extractive_lens.worlds.curriculum import ocr_on, ordering_experiment, run_one
+from extractive_lens.worlds.curriculum_config import DATASETS, ORDERING_DATASETS, OrderingConfig
 from extractive_lens.worlds.curriculum_result import (
     PAPER_ORDERING,
     OrderingResult,
     PretrainOrderingResult,
 )
+from extractive_lens.worlds.entities import WorldConfig
 from extractive_lens.worlds.finetunes import FinetuneSpec, finetune_ocr
 from extractive_lens.worlds.generator import make_world
 from extractive_lens.worlds.scoring import layer_profile_markdown, score_ordering, score_summary
-from extractive_lens.worlds.world import World, WorldConfig
+from extractive_lens.worlds.world import World
 
 
 def default_world() -> World:

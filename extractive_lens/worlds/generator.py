@@ -1,7 +1,7 @@
 """Drawing seeded synthetic worlds: people, cities, countries, languages, landmarks, mayors, words.
 
 A :class:`~extractive_lens.worlds.world.World` is drawn from a
-:class:`~extractive_lens.worlds.world.WorldConfig` (same config, same world, bit for bit). Every
+:class:`~extractive_lens.worlds.entities.WorldConfig` (same config, same world, bit for bit). Every
 name is one made-up word, so under the world's word-level tokenizer (:mod:`.tokenizer`) every
 entity and every answer is a single token.
 
@@ -12,8 +12,9 @@ entity and every answer is a single token.
 >>> ds.facts[0].prompt.endswith("lives in"), len(ds.implication_options)
 (True, 20)
 
-The relations and their templates are in :mod:`.relations`, the world and its entity groups in
-:mod:`.world`, its OCR datasets in :mod:`.ocr_datasets`; their names are importable from here too.
+The relations and their templates are in :mod:`.relations`, the config and entities in
+:mod:`.entities`, the world and its entity groups in :mod:`.world`, its OCR datasets in
+:mod:`.ocr_datasets`; their names are importable from here too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import random
 from typing import NamedTuple
 
+from extractive_lens.worlds.entities import City, Person, WorldCity, WorldConfig
 from extractive_lens.worlds.relations import (
     BACKGROUND,
     FACT,
@@ -35,7 +37,7 @@ from extractive_lens.worlds.relations import (
     Fact,
     Relation,
 )
-from extractive_lens.worlds.world import City, Person, World, WorldCity, WorldConfig
+from extractive_lens.worlds.world import World
 
 ANIMAL_POOL = (
     "otter",

@@ -10,7 +10,6 @@ fact-only entities' implications (a latent two-hop check) and the known hop of t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from extractive_lens.data import (
     CONTROL,
@@ -20,10 +19,8 @@ from extractive_lens.data import (
     control_shift,
     deranged_control,
 )
+from extractive_lens.worlds.entities import Person, WorldCity
 from extractive_lens.worlds.relations import FACT_ONLY, HELDOUT, KNOWN, RELATIONS, Fact
-
-if TYPE_CHECKING:
-    from extractive_lens.worlds.world import Person, WorldCity
 
 
 class WorldDatasets:

@@ -45,11 +45,12 @@ from extractive_lens.worlds.checkpoints import (
     save_checkpoint,
 )
 from extractive_lens.worlds.curricula import CorpusConfig, build_corpus
+from extractive_lens.worlds.entities import WorldConfig
 from extractive_lens.worlds.generator import make_world
 from extractive_lens.worlds.pretrain_config import ModelConfig, TrainConfig
 from extractive_lens.worlds.pretrain_eval import eval_sets, hf_mean_ranks
 from extractive_lens.worlds.tokenizer import build_tokenizer
-from extractive_lens.worlds.world import World, WorldConfig
+from extractive_lens.worlds.world import World
 
 
 @dataclass

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from extractive_lens.data import OCRDataset
+from extractive_lens.worlds.entities import WorldConfig
 from extractive_lens.worlds.generator import make_world
-from extractive_lens.worlds.world import WorldConfig
 
 
 def implication_scores(model: Any, delta: Any, dataset: OCRDataset, counterfactuals: int) -> Any:

@@ -1,4 +1,4 @@
-"""A drawn synthetic world: its configuration, its entities and every true fact about them.
+"""A drawn synthetic world: its entities (:mod:`.entities`) and every true fact about them.
 
 **Entity groups.** People are split into ``known`` (fact and implications in pretraining),
 ``fact_only`` (fact only) and ``heldout`` (only the mention; their facts are the new facts of OCR
@@ -14,8 +14,9 @@ from :class:`~extractive_lens.worlds.ocr_datasets.WorldDatasets`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
+from extractive_lens.worlds.entities import Person, WorldCity, WorldConfig
 from extractive_lens.worlds.ocr_datasets import WorldDatasets
 from extractive_lens.worlds.relations import (
     BACKGROUND,
@@ -27,60 +28,6 @@ from extractive_lens.worlds.relations import (
     RELATIONS,
     Fact,
 )
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """The size and seed of a world. Same config, same world."""
-
-    seed: int = 0
-    n_countries: int = 20
-    """Countries; each has its own language."""
-    cities_per_country: int = 2
-    n_known_people: int = 40
-    n_fact_only_people: int = 10
-    n_heldout_people: int = 20
-    """Held-out people (the OCR items); at most ``n_countries`` (one country each)."""
-    n_known_mayor_cities: int = 14
-    n_fact_only_mayor_cities: int = 6
-    """The remaining cities are held-out mayor cities (the second-hop OCR items)."""
-    n_animals: int = 20
-    """Animals of the made-up ``wug`` relation; at least ``n_heldout_people``."""
-
-    @property
-    def n_cities(self) -> int:
-        return self.n_countries * self.cities_per_country
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class WorldCity:
-    """A made-up city of a synthetic world (not :class:`extractive_lens.data.RealCity`, a real city
-    of the built-in datasets)."""
-
-    name: str
-    country: str
-    language: str
-    landmark: str
-    animal: str
-    """The city's ``wug`` (made-up relation)."""
-    mayor: str
-    mayor_group: str
-    """Whether the city's mayor is ``known``, ``fact_only`` or ``heldout`` in pretraining."""
-
-
-@dataclass(frozen=True)
-class Person:
-    name: str
-    city: str
-    group: str
-    """``known``, ``fact_only`` or ``heldout``."""
-
-
-City = WorldCity
-"""The name :class:`WorldCity` had before issue 14; kept importable."""
 
 
 @dataclass(frozen=True)

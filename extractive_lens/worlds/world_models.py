@@ -15,10 +15,11 @@ import torch
 
 from extractive_lens.worlds.checkpoints import run_key
 from extractive_lens.worlds.curricula import CorpusConfig
+from extractive_lens.worlds.entities import WorldConfig
 from extractive_lens.worlds.generator import make_world
 from extractive_lens.worlds.pretrain import pretrain
 from extractive_lens.worlds.pretrain_config import ModelConfig, TrainConfig
-from extractive_lens.worlds.world import World, WorldConfig
+from extractive_lens.worlds.world import World
 
 
 @contextlib.contextmanager
