@@ -8,30 +8,39 @@
 
 Modules, in dependency order: :mod:`.relations` (relations, templates, fact triples),
 :mod:`.entities` (world config, cities, people), :mod:`.ocr_datasets` and :mod:`.world` (a world,
-its facts and OCR datasets), :mod:`.generator`
-(drawing a world), :mod:`.curricula` (ordered corpora), :mod:`.tokenizer` (word-level tokenizer),
-:mod:`.pretrain_config`, :mod:`.pretrain_eval`, :mod:`.checkpoints` and :mod:`.pretrain`
-(pretraining), :mod:`.world_models` (named world models, the default one), :mod:`.finetunes`,
-:mod:`.scoring`, :mod:`.curriculum_result` and :mod:`.curriculum` (the curriculum experiment),
-:mod:`.ablation` (the ablation check), :mod:`.experiment` (the experiments' former single module)
-and :mod:`.cli` (``python -m extractive_lens.worlds``).
+its facts and OCR datasets), :mod:`.generator` (drawing a world), :mod:`.curricula` (ordered
+corpora), :mod:`.tokenizer` (word-level tokenizer), :mod:`.pretrain_config`, :mod:`.pretrain_eval`,
+:mod:`.checkpoints` and :mod:`.pretrain_loop` (pretraining), :mod:`.world_models` (named world
+models, the default one), :mod:`.finetunes`, :mod:`.scoring`, :mod:`.curriculum_config`,
+:mod:`.curriculum_result` and :mod:`.curriculum` (the curriculum experiment), :mod:`.ablation` (the
+ablation check) and :mod:`.cli` (``python -m extractive_lens.worlds``). :mod:`.generator`,
+:mod:`.pretrain` and :mod:`.experiment` also re-export the names they held before issue 14.
 """
 
 from extractive_lens.worlds.curricula import CURRICULA, Corpus, CorpusConfig, Sentence, build_corpus
-from extractive_lens.worlds.entities import City, Person, WorldCity, WorldConfig
-from extractive_lens.worlds.generator import make_world
-from extractive_lens.worlds.pretrain import PretrainResult, pretrain
-from extractive_lens.worlds.pretrain_config import ModelConfig, TrainConfig
-from extractive_lens.worlds.relations import RELATIONS, Fact, Relation
-from extractive_lens.worlds.tokenizer import build_tokenizer, world_vocabulary
-from extractive_lens.worlds.world import World
-from extractive_lens.worlds.world_models import (
+from extractive_lens.worlds.generator import (
+    RELATIONS,
+    City,
+    Fact,
+    Person,
+    Relation,
+    World,
+    WorldCity,
+    WorldConfig,
+    make_world,
+)
+from extractive_lens.worlds.pretrain import (
     WORLD_MODELS,
+    ModelConfig,
+    PretrainResult,
+    TrainConfig,
     WorldModelSpec,
     build_world_model,
     load_world_model,
+    pretrain,
     world_of,
 )
+from extractive_lens.worlds.tokenizer import build_tokenizer, world_vocabulary
 
 __all__ = [
     "CURRICULA",

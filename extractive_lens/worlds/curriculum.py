@@ -25,7 +25,7 @@ from extractive_lens.worlds.curriculum_config import OrderingConfig
 from extractive_lens.worlds.curriculum_result import PretrainOrderingResult
 from extractive_lens.worlds.finetunes import FinetuneSpec, finetune_ocr
 from extractive_lens.worlds.generator import make_world
-from extractive_lens.worlds.pretrain import pretrain
+from extractive_lens.worlds.pretrain_loop import pretrain
 from extractive_lens.worlds.scoring import score_summary
 
 

@@ -17,8 +17,8 @@ from extractive_lens.worlds.checkpoints import run_key
 from extractive_lens.worlds.curricula import CorpusConfig
 from extractive_lens.worlds.entities import WorldConfig
 from extractive_lens.worlds.generator import make_world
-from extractive_lens.worlds.pretrain import pretrain
 from extractive_lens.worlds.pretrain_config import ModelConfig, TrainConfig
+from extractive_lens.worlds.pretrain_loop import pretrain
 from extractive_lens.worlds.world import World
 
 
