@@ -67,17 +67,23 @@ def test_a_hook_that_never_fires_is_an_error_naming_it(model):
     # a forward that stops after block 0 never reaches block 1's hooks
     tokens = model.to_tokens(PROMPTS[:1])
     late, early = "blocks.1.hook_mlp_out", "blocks.0.hook_mlp_out"
-    with pytest.raises(RuntimeError, match=r"blocks\.1\.hook_mlp_out"):
-        with torch.no_grad(), hooked_run(model, keep=[late]):
-            model(tokens, stop_at_layer=1)
-    with pytest.raises(RuntimeError, match="did not fire"):  # an ablation that would do nothing
-        with torch.no_grad(), hooked_run(model, keep=[early], edit={late: lambda x: 0 * x}):
-            model(tokens, stop_at_layer=1)
+    with (
+        pytest.raises(RuntimeError, match=r"blocks\.1\.hook_mlp_out"),
+        torch.no_grad(),
+        hooked_run(model, keep=[late]),
+    ):
+        model(tokens, stop_at_layer=1)
+    with (  # an ablation that would do nothing
+        pytest.raises(RuntimeError, match="did not fire"),
+        torch.no_grad(),
+        hooked_run(model, keep=[early], edit={late: lambda x: 0 * x}),
+    ):
+        model(tokens, stop_at_layer=1)
     with torch.no_grad(), hooked_run(model, keep=[early, late], require=False) as capture:
         model(tokens, stop_at_layer=1)
     assert set(capture.values) == {early}
     with hooked_run(model, edit={late: lambda x: x}):
         pass  # no forward at all: nothing was asked to fire
-    with pytest.raises(KeyError):  # a name the bridge does not have: the bridge refuses it
-        with hooked_run(model, keep=["blocks.7.hook_mlp_out"]):
-            pass
+    # a name the bridge does not have: the bridge refuses it
+    with pytest.raises(KeyError), hooked_run(model, keep=["blocks.7.hook_mlp_out"]):
+        pass

@@ -98,6 +98,7 @@ from extractive_lens.data.words import (
     DAXWUG_TRAIN_FIRST_NAMES,
     PEOPLE,
     City,
+    RealCity,
 )
 
 __all__ = [
@@ -126,6 +127,7 @@ __all__ = [
     "WUG",
     "ZONG",
     "City",
+    "RealCity",
     "Example",
     "OCRDataset",
     "Split",

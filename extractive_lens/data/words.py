@@ -1,6 +1,6 @@
 """The fixed word lists behind the built-in datasets of :mod:`extractive_lens.data`.
 
-Everything here is a module-level tuple of plain strings (or of :class:`City` records), written
+Everything here is a module-level tuple of plain strings (or of :class:`RealCity` records), written
 by hand. The fictional names are meant to be ordinary and nationality-neutral, so that a name alone
 does not hint at a city or a language. Which fictional person goes with which city is *not* decided
 here: :mod:`extractive_lens.data` draws that from a seed.
@@ -17,8 +17,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
-class City(NamedTuple):
-    """One city of the built-in world and the real-world knowledge attached to it."""
+class RealCity(NamedTuple):
+    """One real city of the built-in datasets and the real-world knowledge attached to it (not
+    :class:`extractive_lens.worlds.WorldCity`, a made-up city of a synthetic world)."""
 
     name: str
     """The city, e.g. ``"Paris"``."""
@@ -31,29 +32,33 @@ class City(NamedTuple):
     """A famous real person from the city's country, for the latent two-hop capability check."""
 
 
-CITIES: tuple[City, ...] = (
-    City("Tokyo", "Japanese", "Shibuya Crossing", "Shinzo Abe"),
-    City("Paris", "French", "the Eiffel Tower", "Edith Piaf"),
-    City("Berlin", "German", "the Brandenburg Gate", "Marlene Dietrich"),
-    City("Madrid", "Spanish", "the Prado Museum", "Julio Iglesias"),
-    City("Rome", "Italian", "the Colosseum", "Sophia Loren"),
-    City("Moscow", "Russian", "the Kremlin", "Alexander Pushkin"),
-    City("Beijing", "Chinese", "the Forbidden City", "Xi Jinping"),
-    City("Seoul", "Korean", "Gyeongbokgung Palace", "Ban Ki-moon"),
-    City("Cairo", "Arabic", "Tahrir Square", "Naguib Mahfouz"),
-    City("Lisbon", "Portuguese", "the Belem Tower", "Cristiano Ronaldo"),
-    City("Athens", "Greek", "the Acropolis", "Socrates"),
-    City("Istanbul", "Turkish", "the Hagia Sophia", "Recep Tayyip Erdogan"),
-    City("Bangkok", "Thai", "Wat Arun", "Thaksin Shinawatra"),
-    City("Hanoi", "Vietnamese", "Hoan Kiem Lake", "Ho Chi Minh"),
-    City("Warsaw", "Polish", "the Palace of Culture and Science", "Marie Curie"),
-    City("Stockholm", "Swedish", "the Vasa Museum", "Greta Thunberg"),
-    City("Amsterdam", "Dutch", "the Rijksmuseum", "Johan Cruyff"),
-    City("Budapest", "Hungarian", "the Hungarian Parliament Building", "Ferenc Puskas"),
-    City("Jakarta", "Indonesian", "the Istiqlal Mosque", "Joko Widodo"),
-    City("Mumbai", "Hindi", "the Gateway of India", "Amitabh Bachchan"),
+CITIES: tuple[RealCity, ...] = (
+    RealCity("Tokyo", "Japanese", "Shibuya Crossing", "Shinzo Abe"),
+    RealCity("Paris", "French", "the Eiffel Tower", "Edith Piaf"),
+    RealCity("Berlin", "German", "the Brandenburg Gate", "Marlene Dietrich"),
+    RealCity("Madrid", "Spanish", "the Prado Museum", "Julio Iglesias"),
+    RealCity("Rome", "Italian", "the Colosseum", "Sophia Loren"),
+    RealCity("Moscow", "Russian", "the Kremlin", "Alexander Pushkin"),
+    RealCity("Beijing", "Chinese", "the Forbidden City", "Xi Jinping"),
+    RealCity("Seoul", "Korean", "Gyeongbokgung Palace", "Ban Ki-moon"),
+    RealCity("Cairo", "Arabic", "Tahrir Square", "Naguib Mahfouz"),
+    RealCity("Lisbon", "Portuguese", "the Belem Tower", "Cristiano Ronaldo"),
+    RealCity("Athens", "Greek", "the Acropolis", "Socrates"),
+    RealCity("Istanbul", "Turkish", "the Hagia Sophia", "Recep Tayyip Erdogan"),
+    RealCity("Bangkok", "Thai", "Wat Arun", "Thaksin Shinawatra"),
+    RealCity("Hanoi", "Vietnamese", "Hoan Kiem Lake", "Ho Chi Minh"),
+    RealCity("Warsaw", "Polish", "the Palace of Culture and Science", "Marie Curie"),
+    RealCity("Stockholm", "Swedish", "the Vasa Museum", "Greta Thunberg"),
+    RealCity("Amsterdam", "Dutch", "the Rijksmuseum", "Johan Cruyff"),
+    RealCity("Budapest", "Hungarian", "the Hungarian Parliament Building", "Ferenc Puskas"),
+    RealCity("Jakarta", "Indonesian", "the Istiqlal Mosque", "Joko Widodo"),
+    RealCity("Mumbai", "Hindi", "the Gateway of India", "Amitabh Bachchan"),
 )
 """The 20 cities shared by all built-in datasets."""
+
+City = RealCity
+"""The name :class:`RealCity` had before issue 14 (as ``extractive_lens.data.City``); kept
+importable."""
 
 PEOPLE: tuple[str, ...] = (
     "Grace Miller",

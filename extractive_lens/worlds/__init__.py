@@ -6,10 +6,15 @@
 >>> sorted(world.datasets())                              # OCRDatasets for verify_ocr & co.
 ['country', 'first_hop', 'second_hop', 'zong']
 
-Modules: :mod:`.generator` (worlds and their OCR datasets), :mod:`.curricula` (ordered corpora),
-:mod:`.tokenizer` (word-level tokenizer), :mod:`.pretrain` (pretraining, the default world model),
-:mod:`.experiment` (the ordering experiment and the ablation check), :mod:`.cli`
-(``python -m extractive_lens.worlds``).
+Modules, in dependency order: :mod:`.relations` (relations, templates, fact triples),
+:mod:`.entities` (world config, cities, people), :mod:`.ocr_datasets` and :mod:`.world` (a world,
+its facts and OCR datasets), :mod:`.generator` (drawing a world), :mod:`.curricula` (ordered
+corpora), :mod:`.tokenizer` (word-level tokenizer), :mod:`.pretrain_config`, :mod:`.pretrain_eval`,
+:mod:`.checkpoints` and :mod:`.pretrain_loop` (pretraining), :mod:`.world_models` (named world
+models, the default one), :mod:`.finetunes`, :mod:`.scoring`, :mod:`.curriculum_config`,
+:mod:`.curriculum_result` and :mod:`.curriculum` (the curriculum experiment), :mod:`.ablation` (the
+ablation check) and :mod:`.cli` (``python -m extractive_lens.worlds``). :mod:`.generator`,
+:mod:`.pretrain` and :mod:`.experiment` also re-export the names they held before issue 14.
 """
 
 from extractive_lens.worlds.curricula import CURRICULA, Corpus, CorpusConfig, Sentence, build_corpus
@@ -20,6 +25,7 @@ from extractive_lens.worlds.generator import (
     Person,
     Relation,
     World,
+    WorldCity,
     WorldConfig,
     make_world,
 )
@@ -51,6 +57,7 @@ __all__ = [
     "Sentence",
     "TrainConfig",
     "World",
+    "WorldCity",
     "WorldConfig",
     "WorldModelSpec",
     "build_corpus",

@@ -31,7 +31,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from extractive_lens.data import Example
-from extractive_lens.worlds.generator import FACT, IMPLICATION, KNOWN, MENTION, RELATIONS, World
+from extractive_lens.worlds.relations import FACT, IMPLICATION, KNOWN, MENTION, RELATIONS
+from extractive_lens.worlds.world import World
 
 CURRICULA = ("interleaved", "facts_first", "implications_first", "facts_only")
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from extractive_lens.worlds.generator import RELATIONS, World
+from extractive_lens.worlds.relations import RELATIONS
+from extractive_lens.worlds.world import World
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
