@@ -64,6 +64,8 @@ _EXPORTS: dict[str, str] = {
     "option_logits": "metrics",
     "ranks": "metrics",
     "load_model": "models",
+    "register_named_model": "models",
+    "hooked_run": "hooking",
     "load_tokenizer": "models",
     "model_identity": "models",
     "ModelLoadError": "models",
@@ -156,12 +158,14 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         read_documents,
     )
     from extractive_lens.metrics import encode, logit_margin, mean_rank, option_logits, ranks
+    from extractive_lens.hooking import hooked_run
     from extractive_lens.models import (
         ModelLoadError,
         load_model,
         load_tokenizer,
         model_identity,
         named_parameters,
+        register_named_model,
         save_model,
         tiny_model,
         weights_fingerprint,

@@ -33,9 +33,9 @@ def fresh_registry(monkeypatch):
         del registry._LOADERS[name]
 
 
-def _declare(monkeypatch, *declared: importlib.metadata.EntryPoint, builtin=()):
-    """Make ``entry_points(group=...)`` list exactly ``declared`` (and the package's own
-    fallback list ``builtin``), as an installed distribution would declare them."""
+def _declare(monkeypatch, *declared: importlib.metadata.EntryPoint):
+    """Make ``entry_points(group=...)`` list exactly ``declared``, as an installed distribution
+    would declare them."""
     real = importlib.metadata.entry_points
 
     def entry_points(**select):
@@ -44,7 +44,6 @@ def _declare(monkeypatch, *declared: importlib.metadata.EntryPoint, builtin=()):
         return real(**select)
 
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
-    monkeypatch.setattr(registry, "_BUILTIN_PROVIDERS", tuple(builtin))
 
 
 def test_a_registered_loader_is_what_load_model_returns(fresh_registry, tiny_gpt2):
@@ -105,7 +104,7 @@ def test_a_provider_that_cannot_be_imported_is_named(fresh_registry, monkeypatch
 
 
 def test_world_models_load_through_the_pyprojects_entry_point(fresh_registry, monkeypatch):
-    """What ``pip install`` declares: the pyproject's entry points, with no built-in fallback."""
+    """What ``pip install`` declares: the pyproject's entry points."""
     import extractive_lens.worlds as worlds
 
     declared = tomllib.loads(PYPROJECT.read_text())["project"]["entry-points"][ENTRY_POINT_GROUP]
@@ -126,23 +125,6 @@ def test_world_models_load_through_the_pyprojects_entry_point(fresh_registry, mo
     monkeypatch.setitem(worlds.WORLD_MODELS, "world-late", worlds.WorldModelSpec())
     assert load_model("world-late", device="cpu", dtype=torch.float64) == "bridge of world-late"
     assert calls == [("world-late", "cpu", torch.float64)]
-
-
-def test_world_models_load_without_installed_metadata(fresh_registry, monkeypatch):
-    """An install made before the entry point was declared still finds the world models."""
-    import extractive_lens.worlds as worlds
-
-    _declare(monkeypatch, builtin=registry._BUILTIN_PROVIDERS)
-    assert named_model_loader("world-default") is worlds.load_world_model
-    # The pyproject's declaration and the fallback are one provider, run once.
-    declared = tomllib.loads(PYPROJECT.read_text())["project"]["entry-points"][ENTRY_POINT_GROUP]
-    assert dict(registry._BUILTIN_PROVIDERS) == declared
-    _declare(
-        monkeypatch,
-        *(importlib.metadata.EntryPoint(k, v, ENTRY_POINT_GROUP) for k, v in declared.items()),
-        builtin=registry._BUILTIN_PROVIDERS,
-    )
-    assert len(registry._providers()) == 1
 
 
 def test_models_imports_nothing_above_it():

@@ -25,11 +25,6 @@ from transformer_lens.model_bridge import TransformerBridge
 
 ENTRY_POINT_GROUP = "extractive_lens.models"
 
-#: Providers of the package itself, run like entry points of :data:`ENTRY_POINT_GROUP` even when
-#: the installed metadata lacks them (an editable install made before they were declared).
-_BUILTIN_PROVIDERS = (("world-", "extractive_lens.worlds:register_models"),)
-
-
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says how to load it instead."""
 
@@ -93,14 +88,10 @@ def how_to_name() -> str:
 
 
 def _providers() -> list[metadata.EntryPoint]:
-    declared = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    values = {ep.value for ep in declared}
-    builtin = [
-        metadata.EntryPoint(name, value, ENTRY_POINT_GROUP)
-        for name, value in _BUILTIN_PROVIDERS
-        if value not in values
-    ]
-    return declared + builtin
+    # The package's own world models come this way too (pyproject.toml declares them), so
+    # models imports nothing above it; an install older than that declaration needs
+    # ``pip install -e .`` again.
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def _run(provider: metadata.EntryPoint) -> None:
