@@ -149,6 +149,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         weight_grafting,
     )
     from extractive_lens.graph import ExtractiveGraph, extractive_graph
+    from extractive_lens.hooking import hooked_run
     from extractive_lens.memorization import (
         CountTable,
         MemorizationResult,
@@ -158,7 +159,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         read_documents,
     )
     from extractive_lens.metrics import encode, logit_margin, mean_rank, option_logits, ranks
-    from extractive_lens.hooking import hooked_run
     from extractive_lens.models import (
         ModelLoadError,
         load_model,
