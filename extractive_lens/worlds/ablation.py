@@ -18,8 +18,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+import torch
+
 from extractive_lens.components import Component
 from extractive_lens.data import CONTROL, IMPLICATIONS, OCRDataset
+from extractive_lens.hooking import hooked_run
 from extractive_lens.metrics import ranks
 from extractive_lens.worlds.finetunes import FinetuneSpec, finetune_ocr
 from extractive_lens.worlds.scoring import implication_scores
@@ -43,10 +46,12 @@ def _mean_outputs(model: Any, dataset: OCRDataset, nodes: Sequence[tuple[Compone
     from extractive_lens.metrics import encode
 
     batch = encode(model.tokenizer, dataset.implications, with_answers=False)
-    _, cache = model.run_with_cache(batch.input_ids, attention_mask=batch.attention_mask)
+    hooks = {c.output_hook for c, _ in nodes}
+    with torch.no_grad(), hooked_run(model, keep=hooks) as capture:
+        model(batch.input_ids, attention_mask=batch.attention_mask)
     out = {}
     for c, pos in nodes:
-        act = cache[c.output_hook][:, pos]
+        act = capture.values[c.output_hook][:, pos]
         out[(c, pos)] = (act[:, c.head] if c.kind != "mlp" else act).mean(0)
     return out
 
@@ -56,21 +61,24 @@ def ablated_ranks(
 ) -> dict[str, float]:
     """Mean ranks of the implications, the control and (specificity check) the known entities'
     implications (``known_implications``, pretrained knowledge) with ``nodes`` mean-ablated."""
-    hooks = []
+    at: dict[str, list] = {}  # hook -> the nodes it carries (several heads share one hook)
     for c, pos in nodes:
-        value = means[(c, pos)]
+        at.setdefault(c.output_hook, []).append((c, pos, means[(c, pos)]))
 
-        def fn(act, hook, c=c, pos=pos, value=value):
+    def mean_ablated(cells):  # noqa: ANN001, ANN202
+        def fn(act):  # noqa: ANN001, ANN202
             act = act.clone()
-            if c.kind == "mlp":
-                act[:, pos] = value
-            else:
-                act[:, pos, c.head] = value
+            for c, pos, value in cells:
+                if c.kind == "mlp":
+                    act[:, pos] = value
+                else:
+                    act[:, pos, c.head] = value
             return act
 
-        hooks.append((c.output_hook, fn))
+        return fn
+
     out = {}
-    with model.hooks(fwd_hooks=hooks):
+    with hooked_run(model, edit={h: mean_ablated(cells) for h, cells in at.items()}):
         for split in (IMPLICATIONS, CONTROL, KNOWN_SPLIT):
             if split not in dataset.splits():
                 continue
