@@ -278,7 +278,15 @@ def scores_stage(model: Any, runs: Path, datasets: list[str], lr: float | None =
         print(f"scores {name}: {record['seconds']:.0f} s", flush=True)
 
 
-def run_stage(stage: str, model: Any, runs: Path, seeds: list[int], lr: float | None) -> None:
+def run_stage(
+    stage: str,
+    model: Any,
+    runs: Path,
+    seeds: list[int],
+    lr: float | None,
+    cell: tuple[float, int] | None = None,
+    datasets: list[str] | None = None,
+) -> None:
     log = print
     start = time.perf_counter()
     if stage == "grid":
@@ -308,11 +316,11 @@ def run_stage(stage: str, model: Any, runs: Path, seeds: list[int], lr: float | 
     if stage == "scores":
         scores_stage(model, runs, DATASETS, lr)
         return
-    if stage == "grid-seeds":
-        best_lr_, best_epochs = grid_best(runs)
+    if stage == "grid-seeds":  # the cell from --grid-cell (the documented choice) or the grid
+        best_lr_, best_epochs = cell or grid_best(runs)
         sweep(
             "ocr",
-            {"dataset": DATASETS, "seed": GRID_REPORT_SEEDS},
+            {"dataset": datasets or DATASETS, "seed": GRID_REPORT_SEEDS},
             fixed={"epochs": best_epochs, "lr": best_lr_},
             model=model,
             out_dir=runs / "grid-seeds",
@@ -584,24 +592,33 @@ def block_grid(runs: Path) -> str:
         "shuffling generator the first e epochs of a longer run are exactly an e-epoch run). "
         f"{choice} Wall time: {_wall(records)}."
     )
-    seeds = _ok(runs, "grid-seeds")
-    if seeds:
-        table = [
-            {
-                "dataset": d,
-                "seeds": len(rs),
-                "fact": mean_spread(r["summary"]["facts"] for r in rs),
-                "impl.": mean_spread(r["summary"]["implications"] for r in rs),
-                "control": mean_spread(r["summary"]["control_implications"] for r in rs),
-                "effect": mean_spread(r["summary"]["ocr_effect"] for r in rs),
-            }
-            for d in DATASETS
-            if (rs := [r for r in seeds if r["config"]["dataset"] == d])
-        ]
-        text += "\n\nAt the chosen cell, seeds the choice never saw:\n\n" + markdown_table(table)
-    else:
-        text += f"\n\nNot run: the chosen cell on seeds {GRID_REPORT_SEEDS} (stage `grid-seeds`)."
     return text
+
+
+def block_grid_seeds(runs: Path) -> str:
+    seeds = _ok(runs, "grid-seeds")
+    if not seeds:
+        return f"Not run: the chosen cell on seeds {GRID_REPORT_SEEDS} (stage `grid-seeds`)."
+    table = [
+        {
+            "dataset": d,
+            "seeds": len(rs),
+            "fact": mean_spread(r["summary"]["facts"] for r in rs),
+            "impl.": mean_spread(r["summary"]["implications"] for r in rs),
+            "control": mean_spread(r["summary"]["control_implications"] for r in rs),
+            "effect": mean_spread(r["summary"]["ocr_effect"] for r in rs),
+        }
+        for d in DATASETS
+        if (rs := [r for r in seeds if r["config"]["dataset"] == d])
+    ]
+    cell = {(r["config"]["lr"], r["config"]["epochs"]) for r in seeds}
+    where = ", ".join(f"lr {lr:g}, {e} epochs" for lr, e in sorted(cell))
+    return (
+        f"At the chosen cell ({where}), seeds the choice never saw "
+        f"({sorted({r['config']['seed'] for r in seeds})}); mean ± std over seeds:\n\n"
+        + markdown_table(table)
+        + f"\n\nWall time: {_wall(seeds)}."
+    )
 
 
 def block_scores(runs: Path) -> str:
@@ -790,6 +807,7 @@ def block_key(runs: Path) -> str:
 
 BLOCKS = {
     "grid": block_grid,
+    "grid_seeds": block_grid_seeds,
     "scores": block_scores,
     "grafting_paper": block_grafting_paper,
     "localisation_paper": block_localisation_paper,
@@ -851,6 +869,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="lr of the experiments after the sweep (default: the sweep's best)",
     )
+    parser.add_argument(
+        "--grid-cell",
+        nargs=2,
+        type=float,
+        metavar=("LR", "EPOCHS"),
+        help="grid-seeds: the chosen cell, when the grid's runs are not in --runs",
+    )
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, help="grid-seeds: datasets")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--runs", type=Path, default=Path("runs/results"))
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
@@ -863,7 +889,8 @@ def main(argv: list[str] | None = None) -> int:
 
         model = load_model(args.model)
         for stage in stages:
-            run_stage(stage, model, args.runs, args.seeds, args.lr)
+            cell = (args.grid_cell[0], int(args.grid_cell[1])) if args.grid_cell else None
+            run_stage(stage, model, args.runs, args.seeds, args.lr, cell, args.datasets)
     write(args.runs, args.doc)
     return 0
 
