@@ -119,16 +119,16 @@ def run_demo(
         score_seed=score_seed,
         save_deltas=save_deltas,
     )
-    runs, notes = _run_datasets(model, config, out, progress)
+    runs, notes = _run_datasets(model, datasets, config, out, progress)
     return _write_report(identity, config, runs, notes, out, start, progress, echo)
 
 
 def _run_datasets(
-    model: Any, config: DemoConfig, out: Path, progress: bool
+    model: Any, datasets: Sequence[str], config: DemoConfig, out: Path, progress: bool
 ) -> tuple[list[DatasetRun], list[str]]:
     """Each dataset in turn, saved as soon as it is done; notes on what diverged or was skipped."""
     runs, notes = [], []
-    for name in config.datasets:
+    for name in datasets:  # as given: a name or a path (config.datasets holds their text)
         run, run_notes = _run_dataset(model, name, config, progress)
         notes += run_notes
         if run is not None:
