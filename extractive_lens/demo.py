@@ -28,18 +28,29 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from extractive_lens.models import DTYPES
-from extractive_lens.report import ocr_summary_rows, overall_verdict, report
-from extractive_lens.results import prepare_output_dir, provenance, write_json
+from extractive_lens.data import get_dataset
+from extractive_lens.demo_io import save_run
+from extractive_lens.demo_result import DatasetRun, DemoConfig, DemoResult, format_summary_table
+from extractive_lens.models import DTYPES, load_model, model_identity
+from extractive_lens.report import report
+from extractive_lens.results import prepare_output_dir, write_json
+from extractive_lens.training import DivergedError
 
-__all__ = ["DEMO_DATASETS", "DatasetRun", "DemoResult", "format_summary_table", "run_demo"]
+__all__ = [
+    "DEMO_DATASETS",
+    "DatasetRun",
+    "DemoConfig",
+    "DemoResult",
+    "format_summary_table",
+    "run_demo",
+]
 
 #: Datasets the demo runs by default.
 DEMO_DATASETS = ("first_hop", "second_hop")
@@ -48,105 +59,6 @@ DEMO_DATASETS = ("first_hop", "second_hop")
 #: measured SmolLM2 sweep (docs/results.md §1: first-hop implications 2.65 vs control 9.90 over
 #: 3 seeds at 3e-4 and 8 epochs; 6.10 vs 9.70 at 1e-4).
 DEMO_LR = 3e-4
-
-
-@dataclass(frozen=True)
-class DatasetRun:
-    """One dataset of the demo: the OCR result, the scores of its delta, the graph.
-
-    Attributes:
-        dataset: the dataset's name.
-        ocr: the ``OCRResult`` (history, final ranks, verdict, delta).
-        scores: the ``ExtractiveScores`` on the implications (None if skipped).
-        canonical: ``{role: CanonicalScores}`` on the canonical template (None if the items
-            could not be aligned).
-        graph: the ``ExtractiveGraph`` (None if skipped or unavailable).
-        seconds: wall time of this dataset (finetuning, ranking, scores, graph).
-    """
-
-    dataset: str
-    ocr: Any
-    scores: Any = None
-    canonical: dict[str, Any] | None = None
-    graph: Any = None
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class DemoResult:
-    """What :func:`run_demo` produced.
-
-    Attributes:
-        model: the model's identity (``model_identity``).
-        config: every setting of the run (hyperparameters, seeds, datasets).
-        runs: one :class:`DatasetRun` per dataset.
-        out_dir: the output directory (None if nothing was written).
-        report_path: the HTML report (None if not written).
-        seconds: wall time of the whole demo, model loading included.
-    """
-
-    model: dict[str, Any]
-    config: dict[str, Any]
-    runs: tuple[DatasetRun, ...]
-    out_dir: Path | None = None
-    report_path: Path | None = None
-    seconds: float = 0.0
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The summary table: fact, implication and control rank per dataset (docs/method.md §6)."""
-        return ocr_summary_rows([r.ocr for r in self.runs])
-
-    def verdict(self) -> str:
-        """One sentence: on which datasets OCR happened, judged against the control."""
-        return overall_verdict([r.ocr for r in self.runs])
-
-    def summary(self) -> str:
-        """The printed summary: table, verdict, wall time and where the report is."""
-        lines = [format_summary_table(self.rows()), "", self.verdict(), *self.notes]
-        lines += [r.ocr.capability() for r in self.runs if hasattr(r.ocr, "capability")]
-        lines.append(f"demo wall time {self.seconds:.1f} s")
-        if self.report_path is not None:
-            lines.append(f"report: {self.report_path}")
-        return "\n".join(lines)
-
-    def __getitem__(self, dataset: str) -> DatasetRun:
-        for run in self.runs:
-            if run.dataset == dataset:
-                return run
-        raise KeyError(
-            f"the demo has no dataset {dataset!r}; it has {[r.dataset for r in self.runs]}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "experiment": "demo",
-            "model": self.model,
-            "config": self.config,
-            "summary": self.rows(),
-            "verdict": self.verdict(),
-            "verdicts": {r.dataset: r.ocr.verdict() for r in self.runs},
-            "capability": {
-                r.dataset: r.ocr.capability() for r in self.runs if hasattr(r.ocr, "capability")
-            },
-            "seconds": self.seconds,
-            "dataset_seconds": {r.dataset: r.seconds for r in self.runs},
-            "notes": list(self.notes),
-            "report": None if self.report_path is None else self.report_path.name,
-            "provenance": provenance(),
-        }
-
-
-def format_summary_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The summary rows as a fixed-width text table."""
-    head = f"{'dataset':<12} {'fact':>6} {'impl.':>6} {'control':>8} {'chance':>7}  OCR?"
-    lines = [head, "-" * len(head)]
-    for row in rows:
-        lines.append(
-            f"{row['dataset']:<12} {row['fact rank']:>6.2f} {row['implication rank']:>6.2f} "
-            f"{row['control rank']:>8.2f} {row['chance']:>7.1f}  {row['OCR?']}"
-        )
-    return "\n".join(lines)
 
 
 def run_demo(
@@ -172,38 +84,16 @@ def run_demo(
     echo: Callable[[str], None] | None = print,
     save_deltas: bool = False,
 ) -> DemoResult:
-    """Run the main job and write its results; see the module docstring for the layout.
+    """Run the main job and write its results (layout: the module docstring); return them.
 
-    Args:
-        model_name: ``"smollm2-135m"`` (default), ``"tiny"``, a local directory, ... (see
-            ``load_model``). Ignored for loading when ``model`` is given (then only a label).
-        out_dir: a new output directory (default ``runs/demo-<date>-<time>``).
-        overwrite: replace an existing non-empty ``out_dir`` (otherwise ``FileExistsError``).
-        lr, epochs, batch_size, seed: finetuning (Adam, block linear weights; default
-            :data:`DEMO_LR` and 8 epochs, the measured best on SmolLM2).
-        data_seed: seed of the built-in datasets' draw.
-        datasets: dataset names or JSONL paths (default first-hop and second-hop).
-        paraphrases: also train the facts' paraphrases.
-        counterfactuals, score_seed: K counterfactual items per implication for the upstream
-            score, and the seed of their draw.
-        top_k: nodes per role in the extractive graph.
-        device, dtype: where and in which precision to load the model.
-        progress: progress bars for every step that takes more than a second.
-        threads: set torch's CPU thread count for the whole process (default: leave it). On a
-            CPU shared with other jobs, 1 thread can be several times faster than 2.
-        model: an already loaded model to use instead of loading ``model_name``.
-        echo: where the summary is printed (None: silent).
-        save_deltas: also write each dataset's finetuned delta (fp32, about 540 MB for
-            SmolLM2-135M); off by default so a demo directory stays small.
-        The report can be rebuilt from the directory later: ``extractive-lens report DIR``.
+    ``model`` (already loaded) replaces loading ``model_name`` (then only a label) on ``device``
+    in ``dtype``; ``out_dir`` (default ``runs/demo-<date>-<time>``) must be new unless
+    ``overwrite``. The other settings are :class:`DemoConfig`'s (``top_k`` is ``graph_top_k``);
+    ``echo`` prints the summary (None: silent); ``progress`` shows a bar for every step longer
+    than a second. ``extractive-lens report DIR`` rebuilds the report from the directory.
     """
-    from extractive_lens.data import get_dataset
-    from extractive_lens.experiments.ocr import verify_ocr
-    from extractive_lens.models import load_model, model_identity
-    from extractive_lens.training import DivergedError
-
     start = time.perf_counter()
-    if threads is not None:
+    if threads is not None:  # for the whole process (see DemoConfig.threads)
         torch.set_num_threads(threads)
     if out_dir is None:
         out_dir = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -213,69 +103,101 @@ def run_demo(
         with _step(f"load {model_name}", progress):
             model = load_model(model_name, device=device, dtype=torch_dtype)
     identity = model_identity(model)
-    config = {
-        "model": model_name,
-        "datasets": [str(d) for d in datasets],
-        "lr": lr,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "paraphrases": paraphrases,
-        "counterfactuals": counterfactuals,
-        "graph_top_k": top_k,
-        "dtype": str(torch_dtype).removeprefix("torch."),
-        "threads": torch.get_num_threads(),
-        "seed": seed,
-        "data_seed": data_seed,
-        "score_seed": score_seed,
-        "save_deltas": save_deltas,
-    }
+    config = DemoConfig(
+        model=model_name,
+        datasets=[str(d) for d in datasets],
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        paraphrases=paraphrases,
+        counterfactuals=counterfactuals,
+        graph_top_k=top_k,
+        dtype=str(torch_dtype).removeprefix("torch."),
+        threads=torch.get_num_threads(),
+        seed=seed,
+        data_seed=data_seed,
+        score_seed=score_seed,
+        save_deltas=save_deltas,
+    )
+    runs, notes = _run_datasets(model, datasets, config, out, progress)
+    return _write_report(identity, config, runs, notes, out, start, progress, echo)
+
+
+def _run_datasets(
+    model: Any, datasets: Sequence[str], config: DemoConfig, out: Path, progress: bool
+) -> tuple[list[DatasetRun], list[str]]:
+    """Each dataset in turn, saved as soon as it is done; notes on what diverged or was skipped."""
     runs, notes = [], []
-    for name in datasets:
-        t0 = time.perf_counter()
-        dataset = get_dataset(name, seed=data_seed)
-        if progress:
-            tqdm.write(f"{dataset.name}: finetuning on {len(dataset.facts)} facts")
-        try:
-            ocr = verify_ocr(
-                model,
-                dataset,
-                lr=lr,
-                epochs=epochs,
-                batch_size=batch_size,
-                seed=seed,
-                paraphrases=paraphrases,
-                progress=progress,
-            )
-        except FloatingPointError as err:  # diverged: reported, never shown as a result
-            notes.append(f"{dataset.name}: DIVERGED, no results: {err}")
-            continue
-        with _step(f"{dataset.name}: extractive scores", progress):
-            scores, canonical, note = _scores(
-                model, ocr.delta, dataset, counterfactuals, score_seed
-            )
+    for name in datasets:  # as given: a name or a path (config.datasets holds their text)
+        run, run_notes = _run_dataset(model, name, config, progress)
+        notes += run_notes
+        if run is not None:
+            runs.append(run)
+            save_run(out / run.dataset, run, config.save_deltas)
+    return runs, notes
+
+
+def _run_dataset(
+    model: Any, name: str, config: DemoConfig, progress: bool
+) -> tuple[DatasetRun | None, list[str]]:
+    """Finetune on the facts (OCR), score the delta on the implications, draw the graph."""
+    # experiments/ loads plotly (its figures): imported here, so `extractive-lens --help` is light
+    from extractive_lens.experiments.ocr import verify_ocr
+
+    t0 = time.perf_counter()
+    dataset = get_dataset(name, seed=config.data_seed)
+    if progress:
+        tqdm.write(f"{dataset.name}: finetuning on {len(dataset.facts)} facts")
+    try:
+        ocr = verify_ocr(
+            model,
+            dataset,
+            lr=config.lr,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            paraphrases=config.paraphrases,
+            progress=progress,
+        )
+    except FloatingPointError as err:  # diverged: reported, never shown as a result
+        return None, [f"{dataset.name}: DIVERGED, no results: {err}"]
+    notes = []
+    with _step(f"{dataset.name}: extractive scores", progress):
+        scores, canonical, note = _scores(
+            model, ocr.delta, dataset, config.counterfactuals, config.score_seed
+        )
+    if note:
+        notes.append(f"{dataset.name}: {note}")
+    graph = None
+    if canonical is not None:
+        with _step(f"{dataset.name}: extractive graph", progress):
+            graph, note = _graph(scores, canonical, config.graph_top_k)
         if note:
             notes.append(f"{dataset.name}: {note}")
-        graph = None
-        if canonical is not None:
-            with _step(f"{dataset.name}: extractive graph", progress):
-                graph, note = _graph(scores, canonical, top_k)
-            if note:
-                notes.append(f"{dataset.name}: {note}")
-        runs.append(
-            DatasetRun(dataset.name, ocr, scores, canonical, graph, time.perf_counter() - t0)
-        )
-        _save_run(out / dataset.name, runs[-1], save_deltas)
+    run = DatasetRun(dataset.name, ocr, scores, canonical, graph, time.perf_counter() - t0)
+    return run, notes
+
+
+def _write_report(
+    identity: dict[str, Any],
+    config: DemoConfig,
+    runs: list[DatasetRun],
+    notes: list[str],
+    out: Path,
+    start: float,
+    progress: bool,
+    echo: Callable[[str], None] | None,
+) -> DemoResult:
+    """The report and ``summary.json`` (with only the notes if every dataset diverged)."""
     if not runs:
-        write_json(out / "summary.json", {"config": config, "notes": notes})
+        write_json(out / "summary.json", {"config": asdict(config), "notes": notes})
         raise DivergedError("every dataset of the demo diverged:\n" + "\n".join(notes))
     demo = DemoResult(
-        identity, config, tuple(runs), out, None, time.perf_counter() - start, tuple(notes)
+        identity, asdict(config), tuple(runs), out, None, time.perf_counter() - start, tuple(notes)
     )
     with _step("report", progress):
         path = report(demo, out / "report.html")
-    demo = DemoResult(
-        identity, config, tuple(runs), out, path, time.perf_counter() - start, tuple(notes)
-    )
+    demo = replace(demo, report_path=path, seconds=time.perf_counter() - start)
     write_json(out / "summary.json", demo.to_dict())
     if echo is not None:
         echo(demo.summary())
@@ -311,56 +233,6 @@ def _graph(scores: Any, canonical: dict[str, Any], top_k: int):
         role: s.canonical_interval(per_slot=True, seed=0) for role, s in scores.roles().items()
     }
     return extractive_graph(canonical, top_k=top_k, intervals=intervals), None
-
-
-def _save_run(directory: Path, run: DatasetRun, save_delta: bool) -> None:
-    from safetensors.torch import save_file
-
-    run.ocr.save(directory, save_delta=save_delta)
-    if run.scores is not None:
-        tensors = {}
-        for role, s in run.scores.roles().items():
-            for key in ("mlp", "heads", "kv_heads"):
-                value = getattr(s, key)
-                if value is not None:
-                    tensors[f"{role}.{key}"] = value.detach().float().contiguous().cpu()
-        save_file(tensors, str(directory / "scores.safetensors"))
-        coverage = run.scores.coverage
-        write_json(
-            directory / "scores.json",
-            {
-                "dataset": run.dataset,
-                "split": "implications",
-                "canonical": None
-                if run.canonical is None
-                else {role: c.to_dict() for role, c in run.canonical.items()},
-                "top": None if run.canonical is None else _top_with_intervals(run),
-                "coverage": None if coverage is None else coverage.to_dict(),
-                "tokens": [list(t) for t in run.scores.informative.tokens],
-                "counterfactuals": None
-                if run.scores.upstream.counterfactuals is None
-                else run.scores.upstream.counterfactuals.tolist(),
-            },
-        )
-    if run.graph is not None:
-        write_json(directory / "graph.json", run.graph.to_dict())
-
-
-def _top_with_intervals(run: DatasetRun, k: int = 10) -> dict[str, list[dict[str, Any]]]:
-    """Each role's ``k`` largest |scores| with a 95% bootstrap interval over the items."""
-    out = {}
-    for role, c in run.canonical.items():
-        low, high = run.scores.roles()[role].canonical_interval(per_slot=c.per_slot, seed=0)
-        out[role] = [
-            {
-                "component": str(comp),
-                "position": pos,
-                "score": value,
-                "interval_95": [float(low.component(comp)[pos]), float(high.component(comp)[pos])],
-            }
-            for comp, pos, value in c.top(k, absolute=True)
-        ]
-    return out
 
 
 @contextmanager

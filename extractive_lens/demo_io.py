@@ -1,4 +1,5 @@
-"""Rebuild a demo's result (and its report) from its output directory, without recomputing.
+"""A demo's output directory: :func:`save_run` writes each dataset's part as the demo finishes it;
+:func:`load_demo` rebuilds the result (and :func:`rebuild_report` its report) without recomputing.
 
 ``extractive-lens report DIR`` reads what :func:`extractive_lens.demo.run_demo` wrote:
 ``summary.json`` (configuration, model, notes), and per dataset ``results.json`` (the OCR history
@@ -13,12 +14,65 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_demo", "rebuild_report"]
+from extractive_lens.demo_result import DatasetRun, DemoResult
+from extractive_lens.results import write_json
+
+__all__ = ["load_demo", "rebuild_report", "save_run"]
+
+
+def save_run(directory: Path, run: DatasetRun, save_delta: bool) -> None:
+    """One dataset's results, scores (per item and canonical, with intervals) and graph."""
+    from safetensors.torch import save_file
+
+    run.ocr.save(directory, save_delta=save_delta)
+    if run.scores is not None:
+        tensors = {}
+        for role, s in run.scores.roles().items():
+            for key in ("mlp", "heads", "kv_heads"):
+                value = getattr(s, key)
+                if value is not None:
+                    tensors[f"{role}.{key}"] = value.detach().float().contiguous().cpu()
+        save_file(tensors, str(directory / "scores.safetensors"))
+        coverage = run.scores.coverage
+        write_json(
+            directory / "scores.json",
+            {
+                "dataset": run.dataset,
+                "split": "implications",
+                "canonical": None
+                if run.canonical is None
+                else {role: c.to_dict() for role, c in run.canonical.items()},
+                "top": None if run.canonical is None else _top_with_intervals(run),
+                "coverage": None if coverage is None else coverage.to_dict(),
+                "tokens": [list(t) for t in run.scores.informative.tokens],
+                "counterfactuals": None
+                if run.scores.upstream.counterfactuals is None
+                else run.scores.upstream.counterfactuals.tolist(),
+            },
+        )
+    if run.graph is not None:
+        write_json(directory / "graph.json", run.graph.to_dict())
+
+
+def _top_with_intervals(run: DatasetRun, k: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """Each role's ``k`` largest |scores| with a 95% bootstrap interval over the items."""
+    out = {}
+    for role, c in run.canonical.items():
+        low, high = run.scores.roles()[role].canonical_interval(per_slot=c.per_slot, seed=0)
+        out[role] = [
+            {
+                "component": str(comp),
+                "position": pos,
+                "score": value,
+                "interval_95": [float(low.component(comp)[pos]), float(high.component(comp)[pos])],
+            }
+            for comp, pos, value in c.top(k, absolute=True)
+        ]
+    return out
 
 
 def load_demo(out_dir: str | os.PathLike) -> Any:
     """A :class:`~extractive_lens.demo.DemoResult` read back from a demo's output directory."""
-    from extractive_lens.demo import DatasetRun, DemoResult
     from extractive_lens.plots.heatmaps import as_canonical
 
     out = Path(out_dir)

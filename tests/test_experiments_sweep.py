@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from extractive_lens.experiments.cli_run import add_run_parser, run_command
+from extractive_lens.cli.run import add_parsers as add_run_parser
+from extractive_lens.cli.run import run_command
 from extractive_lens.experiments.config import check_config, load_config, parse_overrides
 from extractive_lens.experiments.registry import EXPERIMENTS, Experiment, get_experiment
 from extractive_lens.experiments.sweep import config_key, grid_configs, load_sweep, sweep

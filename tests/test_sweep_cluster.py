@@ -216,7 +216,8 @@ def test_slurm_parameters_and_job_array_script(tmp_path, monkeypatch):
 def test_cli_executor_errors_come_before_any_work(tmp_path, monkeypatch, capsys):
     import argparse
 
-    from extractive_lens.experiments.cli_run import add_run_parser, run_command
+    from extractive_lens.cli.run import add_parsers as add_run_parser
+    from extractive_lens.cli.run import run_command
 
     parser = argparse.ArgumentParser(prog="extractive-lens")
     add_run_parser(parser.add_subparsers(dest="command", required=True))

@@ -82,74 +82,9 @@ def ocr_curves(results: Any, *, title: str | None = None) -> go.Figure:
         horizontal_spacing=0.06,
         subplot_titles=[_panel_title(r) for r in runs],
     )
-    top = max(max(row.get(s, 0.0) for s in SPLIT_STYLES for row in r.history) for r in runs)
     for i, run in enumerate(runs):
-        col = i + 1
-        epochs = [int(row["epoch"]) for row in run.history]
-        for split, (label, dash, colour, short) in SPLIT_STYLES.items():
-            if split not in run.history[0]:
-                continue
-            y = [float(row[split]) for row in run.history]
-            se = (run.final_se or {}).get(split)
-            error = (
-                None
-                if se is None
-                else {
-                    "type": "data",
-                    "array": [0.0] * (len(y) - 1) + [se],
-                    "visible": True,
-                    "color": colour,
-                    "thickness": 1.5,
-                    "width": 5,
-                }
-            )
-            fig.add_trace(
-                go.Scatter(
-                    x=epochs,
-                    y=y,
-                    error_y=error,
-                    mode="lines+markers",
-                    name=label,
-                    legendgroup=split,
-                    showlegend=i == 0,
-                    line={"dash": dash, "color": colour, "width": 2.5},
-                    marker={"size": 6, "color": colour},
-                    meta=[run.dataset, split],
-                    hovertemplate=(
-                        f"{run.dataset}<br>{label}<br>epoch %{{x}}<br>mean rank %{{y:.2f}}"
-                        "<extra></extra>"
-                    ),
-                ),
-                row=1,
-                col=col,
-            )
-            fig.add_annotation(
-                x=epochs[-1],
-                y=y[-1],
-                text=short,
-                showarrow=False,
-                xanchor="left",
-                xshift=6,
-                font={"color": colour, "size": 11},
-                row=1,
-                col=col,
-            )
-        fig.add_hline(
-            y=run.chance,
-            line={"dash": "longdashdot", "color": "#444", "width": 1},
-            annotation_text=f"chance {run.chance:.1f}",
-            annotation_position="bottom left",
-            annotation_font={"size": 10, "color": "#444"},
-            row=1,
-            col=col,
-        )
-        fig.update_xaxes(
-            title_text="epoch (0 = before training)",
-            dtick=1,
-            range=[-0.3, max(epochs) + 0.9],
-            row=1,
-            col=col,
-        )
+        _add_panel(fig, run, col=i + 1, show_legend=i == 0)
+    top = max(max(row.get(s, 0.0) for s in SPLIT_STYLES for row in r.history) for r in runs)
     fig.update_yaxes(
         title_text="mean rank (0 = best)", range=[-0.3, max(top, runs[0].chance) + 1], col=1
     )
@@ -162,6 +97,82 @@ def ocr_curves(results: Any, *, title: str | None = None) -> go.Figure:
         template="plotly_white",
     )
     return fig
+
+
+def _add_panel(fig: go.Figure, run: Curves, col: int, show_legend: bool) -> None:
+    """One dataset: a labelled curve per tracked split, the chance line, the epoch axis."""
+    epochs = [int(row["epoch"]) for row in run.history]
+    for split in SPLIT_STYLES:
+        if split in run.history[0]:
+            _add_curve(fig, run, split, epochs, col, show_legend)
+    fig.add_hline(
+        y=run.chance,
+        line={"dash": "longdashdot", "color": "#444", "width": 1},
+        annotation_text=f"chance {run.chance:.1f}",
+        annotation_position="bottom left",
+        annotation_font={"size": 10, "color": "#444"},
+        row=1,
+        col=col,
+    )
+    fig.update_xaxes(
+        title_text="epoch (0 = before training)",
+        dtick=1,
+        range=[-0.3, max(epochs) + 0.9],
+        row=1,
+        col=col,
+    )
+
+
+def _add_curve(
+    fig: go.Figure, run: Curves, split: str, epochs: list[int], col: int, show_legend: bool
+) -> None:
+    """A split's mean rank per epoch, its final SE as an error bar, its name at the line's end."""
+    label, dash, colour, short = SPLIT_STYLES[split]
+    y = [float(row[split]) for row in run.history]
+    fig.add_trace(
+        go.Scatter(
+            x=epochs,
+            y=y,
+            error_y=_final_error_bar((run.final_se or {}).get(split), len(y), colour),
+            mode="lines+markers",
+            name=label,
+            legendgroup=split,
+            showlegend=show_legend,
+            line={"dash": dash, "color": colour, "width": 2.5},
+            marker={"size": 6, "color": colour},
+            meta=[run.dataset, split],
+            hovertemplate=(
+                f"{run.dataset}<br>{label}<br>epoch %{{x}}<br>mean rank %{{y:.2f}}<extra></extra>"
+            ),
+        ),
+        row=1,
+        col=col,
+    )
+    fig.add_annotation(
+        x=epochs[-1],
+        y=y[-1],
+        text=short,
+        showarrow=False,
+        xanchor="left",
+        xshift=6,
+        font={"color": colour, "size": 11},
+        row=1,
+        col=col,
+    )
+
+
+def _final_error_bar(se: float | None, n_points: int, colour: str) -> dict[str, Any] | None:
+    """+- 1 SE on the last point only (the per-item ranks exist only for the final epoch)."""
+    if se is None:
+        return None
+    return {
+        "type": "data",
+        "array": [0.0] * (n_points - 1) + [se],
+        "visible": True,
+        "color": colour,
+        "thickness": 1.5,
+        "width": 5,
+    }
 
 
 def _panel_title(run: Curves) -> str:

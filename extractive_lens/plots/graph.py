@@ -84,85 +84,16 @@ def graph_figure(graph: Any, *, title: str | None = None) -> go.Figure:
     Hover shows the component, token, layer, role and all three scores.
     """
     nodes, edges, labels = graph_nodes(graph)
-    if labels is None:
-        n_pos = max((n.position for n in nodes), default=-1) + 1
-        labels = [""] * n_pos
-        for n in nodes:
-            labels[n.position] = n.token
-    ticktext = [token_label(t) if t else str(i) for i, t in enumerate(labels)]
+    ticktext = _tick_labels(nodes, labels)
     n_heads = max((n.head + 1 for n in nodes if n.head is not None), default=1)
     xy = [_place(n, n_heads) for n in nodes]
-    biggest = {  # node sizes compare within a role (the roles' scales differ a lot)
-        role: max(
-            (abs(n.score) for n in nodes if n.role == role and not math.isnan(n.score)), default=0.0
-        )
-        or 1.0
-        for role in ROLES
-    }
     fig = go.Figure()
     for role in ("upstream", "informative"):
-        xs: list[float | None] = []
-        ys: list[float | None] = []
-        for s, t in edges:
-            if nodes[s].role != role:
-                continue
-            xs += [xy[s][0], xy[t][0], None]
-            ys += [xy[s][1], xy[t][1], None]
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line={"color": EDGE_COLOURS[role], "width": 1.2},
-                hoverinfo="skip",
-                name=f"possible paths from {role} (reachability, not measured)",
-                showlegend=bool(xs),
-            )
-        )
+        fig.add_trace(_edge_trace(role, nodes, edges, xy))
     for role in ROLES[::-1]:
         members = [i for i, n in enumerate(nodes) if n.role == role]
-        if not members:
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=[xy[i][0] for i in members],
-                y=[xy[i][1] for i in members],
-                mode="markers+text",
-                name=ROLE_TEXT.get(role, role),
-                text=[
-                    nodes[i].name if abs(nodes[i].score) >= 0.3 * biggest[role] else ""
-                    for i in members
-                ],
-                textposition="top center",
-                textfont={"size": 9, "color": "#333"},
-                marker={
-                    "color": ROLE_COLOURS.get(role, "#777"),
-                    "size": [_size(nodes[i].score, biggest[role]) for i in members],
-                    "symbol": [
-                        "circle" if not nodes[i].score < 0 else "circle-open" for i in members
-                    ],
-                    "line": {"width": 1.5, "color": ROLE_COLOURS.get(role, "#777")},
-                    # a node whose bootstrap interval includes 0 is drawn faint, without edges
-                    "opacity": [0.3 if nodes[i].significant is False else 1.0 for i in members],
-                },
-                customdata=[
-                    [
-                        nodes[i].name,
-                        token_label(nodes[i].token) if nodes[i].token else str(nodes[i].position),
-                        nodes[i].layer,
-                        nodes[i].scores.get("upstream", math.nan),
-                        nodes[i].scores.get("informative", math.nan),
-                        nodes[i].scores.get("downstream", math.nan),
-                    ]
-                    for i in members
-                ],
-                hovertemplate=(
-                    f"<b>%{{customdata[0]}}</b> ({role})<br>token %{{customdata[1]}}, layer "
-                    "%{customdata[2]}<br>upstream %{customdata[3]:.4g}<br>informative "
-                    "%{customdata[4]:.4g}<br>downstream %{customdata[5]:.4g}<extra></extra>"
-                ),
-            )
-        )
+        if members:
+            fig.add_trace(_node_trace(role, [nodes[i] for i in members], [xy[i] for i in members]))
     if any(n.score < 0 for n in nodes):  # legend entry for the open (negative) markers
         fig.add_trace(
             go.Scatter(
@@ -193,6 +124,81 @@ def graph_figure(graph: Any, *, title: str | None = None) -> go.Figure:
         meta={"n_nodes": len(nodes), "n_edges": len(edges)},
     )
     return fig
+
+
+def _tick_labels(nodes: list[GraphNode], labels: list[str] | None) -> list[str]:
+    """The x axis' token labels (from the nodes' own tokens if the graph has no labels)."""
+    if labels is None:
+        n_pos = max((n.position for n in nodes), default=-1) + 1
+        labels = [""] * n_pos
+        for n in nodes:
+            labels[n.position] = n.token
+    return [token_label(t) if t else str(i) for i, t in enumerate(labels)]
+
+
+def _edge_trace(
+    role: str,
+    nodes: list[GraphNode],
+    edges: list[tuple[int, int]],
+    xy: list[tuple[float, float]],
+) -> go.Scatter:
+    """The edges leaving ``role``'s nodes, as one line trace (breaks between edges)."""
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for s, t in edges:
+        if nodes[s].role != role:
+            continue
+        xs += [xy[s][0], xy[t][0], None]
+        ys += [xy[s][1], xy[t][1], None]
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines",
+        line={"color": EDGE_COLOURS[role], "width": 1.2},
+        hoverinfo="skip",
+        name=f"possible paths from {role} (reachability, not measured)",
+        showlegend=bool(xs),
+    )
+
+
+def _node_trace(role: str, members: list[GraphNode], xy: list[tuple[float, float]]) -> go.Scatter:
+    """A role's nodes: sized by |score| within the role, open if negative, faint if the
+    bootstrap interval includes 0, the larger ones named; hover shows all three scores."""
+    colour = ROLE_COLOURS.get(role, "#777")
+    biggest = max((abs(n.score) for n in members if not math.isnan(n.score)), default=0.0) or 1.0
+    return go.Scatter(
+        x=[x for x, _ in xy],
+        y=[y for _, y in xy],
+        mode="markers+text",
+        name=ROLE_TEXT.get(role, role),
+        text=[n.name if abs(n.score) >= 0.3 * biggest else "" for n in members],
+        textposition="top center",
+        textfont={"size": 9, "color": "#333"},
+        marker={
+            "color": colour,
+            "size": [_size(n.score, biggest) for n in members],
+            "symbol": ["circle" if not n.score < 0 else "circle-open" for n in members],
+            "line": {"width": 1.5, "color": colour},
+            # a node whose bootstrap interval includes 0 is drawn faint, without edges
+            "opacity": [0.3 if n.significant is False else 1.0 for n in members],
+        },
+        customdata=[
+            [
+                n.name,
+                token_label(n.token) if n.token else str(n.position),
+                n.layer,
+                n.scores.get("upstream", math.nan),
+                n.scores.get("informative", math.nan),
+                n.scores.get("downstream", math.nan),
+            ]
+            for n in members
+        ],
+        hovertemplate=(
+            f"<b>%{{customdata[0]}}</b> ({role})<br>token %{{customdata[1]}}, layer "
+            "%{customdata[2]}<br>upstream %{customdata[3]:.4g}<br>informative "
+            "%{customdata[4]:.4g}<br>downstream %{customdata[5]:.4g}<extra></extra>"
+        ),
+    )
 
 
 _ROLE_DY = {"upstream": -0.07, "informative": 0.0, "downstream": 0.07}

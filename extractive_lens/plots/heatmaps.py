@@ -117,7 +117,6 @@ def score_heatmaps(
     first = canonical[roles[0]]
     labels = [token_label(t) for t in first.labels]
     n_pos, n_layers = first.mlp.shape
-    positions, layers = list(range(n_pos)), list(range(n_layers))
     fig = make_subplots(
         rows=len(roles),
         cols=2,
@@ -130,71 +129,11 @@ def score_heatmaps(
             for t in (f"{role} · MLP", f"{role} · {_attention_title(role, first)}")
         ],
     )
-    names = head_names(first)
-    for r, role in enumerate(roles, start=1):
-        c = canonical[role]
-        mlp = c.mlp.double().T.tolist()  # [layer][pos]
-        attn = attention_by_layer(c).double().T.tolist()
-        heads = head_matrix(c).double()  # [pos, layer, head]
-        axis = "coloraxis" if r == 1 else f"coloraxis{r}"
-        tok = [[[labels[p]] for p in positions] for _ in layers]
-        top = [
-            [[labels[p], _top_heads(heads[p, layer].tolist(), names, top_heads)] for p in positions]
-            for layer in layers
-        ]
-        common = {"x": positions, "y": layers, "coloraxis": axis, "xgap": 1, "ygap": 1}
-        fig.add_trace(
-            go.Heatmap(
-                z=mlp,
-                customdata=tok,
-                name=f"{role} MLP",
-                hovertemplate=(
-                    f"<b>{role} · MLP</b><br>layer %{{y}}<br>token %{{customdata[0]}} "
-                    "(position %{x})<br>score %{z:.4g}<extra></extra>"
-                ),
-                **common,
-            ),
-            row=r,
-            col=1,
-        )
-        fig.add_trace(
-            go.Heatmap(
-                z=attn,
-                customdata=top,
-                name=f"{role} attention",
-                hovertemplate=(
-                    f"<b>{role} · attention</b><br>layer %{{y}}<br>token %{{customdata[0]}} "
-                    "(position %{x})<br>score (all heads) %{z:.4g}<br>top heads: "
-                    "%{customdata[1]}<extra></extra>"
-                ),
-                **common,
-            ),
-            row=r,
-            col=2,
-        )
-        yaxis = fig.get_subplot(r, 1).yaxis
-        lo, hi = yaxis.domain
-        m = symmetric_range([v for row in mlp + attn for v in row])
-        fig.update_layout(
-            {
-                axis: {
-                    "colorscale": DIVERGING,
-                    "cmid": 0,
-                    "cmin": -m,
-                    "cmax": m,
-                    "colorbar": {
-                        "title": {"text": role, "side": "right"},
-                        "y": (lo + hi) / 2,
-                        "len": (hi - lo) * 1.05,
-                        "x": 1.01,
-                        "thickness": 14,
-                        "exponentformat": "e",
-                    },
-                }
-            }
-        )
-        fig.update_yaxes(title_text=f"{role}<br>layer", row=r, col=1)
-    fig.update_xaxes(tickvals=positions, ticktext=labels, tickangle=-45, range=[-0.5, n_pos - 0.5])
+    for row, role in enumerate(roles, start=1):
+        _add_role_row(fig, canonical[role], role, row, labels, head_names(first), top_heads)
+    fig.update_xaxes(
+        tickvals=list(range(n_pos)), ticktext=labels, tickangle=-45, range=[-0.5, n_pos - 0.5]
+    )
     fig.update_yaxes(range=[-0.5, n_layers - 0.5], dtick=max(1, n_layers // 10))
     fig.update_layout(
         title=title or "Extractive scores by layer and token (red helps the answer, blue hurts)",
@@ -205,6 +144,81 @@ def score_heatmaps(
         meta={"roles": roles, "labels": labels, "n_items": first.n_items},
     )
     return fig
+
+
+def _add_role_row(
+    fig: go.Figure,
+    c: Any,
+    role: str,
+    row: int,
+    labels: list[str],
+    names: list[str],
+    top_heads: int,
+) -> None:
+    """One role's row: MLP and attention heatmaps sharing one colour scale centred at zero."""
+    mlp = c.mlp.double().T.tolist()  # [layer][pos]
+    attn = attention_by_layer(c).double().T.tolist()
+    heads = head_matrix(c).double()  # [pos, layer, head]
+    positions, layers = list(range(len(mlp[0]))), list(range(len(mlp)))
+    axis = "coloraxis" if row == 1 else f"coloraxis{row}"
+    tok = [[[labels[p]] for p in positions] for _ in layers]
+    top = [
+        [[labels[p], _top_heads(heads[p, layer].tolist(), names, top_heads)] for p in positions]
+        for layer in layers
+    ]
+    common = {"x": positions, "y": layers, "coloraxis": axis, "xgap": 1, "ygap": 1}
+    fig.add_trace(
+        go.Heatmap(
+            z=mlp,
+            customdata=tok,
+            name=f"{role} MLP",
+            hovertemplate=(
+                f"<b>{role} · MLP</b><br>layer %{{y}}<br>token %{{customdata[0]}} "
+                "(position %{x})<br>score %{z:.4g}<extra></extra>"
+            ),
+            **common,
+        ),
+        row=row,
+        col=1,
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=attn,
+            customdata=top,
+            name=f"{role} attention",
+            hovertemplate=(
+                f"<b>{role} · attention</b><br>layer %{{y}}<br>token %{{customdata[0]}} "
+                "(position %{x})<br>score (all heads) %{z:.4g}<br>top heads: "
+                "%{customdata[1]}<extra></extra>"
+            ),
+            **common,
+        ),
+        row=row,
+        col=2,
+    )
+    _add_row_colour_axis(fig, axis, role, row, [v for r in mlp + attn for v in r])
+    fig.update_yaxes(title_text=f"{role}<br>layer", row=row, col=1)
+
+
+def _add_row_colour_axis(
+    fig: go.Figure, axis: str, role: str, row: int, values: list[float]
+) -> None:
+    """The row's colour scale, its colour bar on the right at the row's height."""
+    lo, hi = fig.get_subplot(row, 1).yaxis.domain
+    colorbar = {
+        "title": {"text": role, "side": "right"},
+        "y": (lo + hi) / 2,
+        "len": (hi - lo) * 1.05,
+        "x": 1.01,
+        "thickness": 14,
+        "exponentformat": "e",
+    }
+    fig.update_layout({axis: _diverging_axis(symmetric_range(values), colorbar)})
+
+
+def _diverging_axis(m: float, colorbar: dict[str, Any]) -> dict[str, Any]:
+    """A colour axis from -m to m centred at zero: red helps the answer, blue hurts it."""
+    return {"colorscale": DIVERGING, "cmid": 0, "cmin": -m, "cmax": m, "colorbar": colorbar}
 
 
 def head_drilldown(
@@ -238,46 +252,8 @@ def head_drilldown(
         horizontal_spacing=0.08,
         subplot_titles=[f"{role} · heads" for role in roles],
     )
-    for i, role in enumerate(roles, start=1):
-        z = head_matrix(canonical[role])[pos].double().tolist()  # [layer][head]
-        axis = "coloraxis" if i == 1 else f"coloraxis{i}"
-        fig.add_trace(
-            go.Heatmap(
-                z=z,
-                x=names,
-                y=list(range(n_layers)),
-                coloraxis=axis,
-                xgap=1,
-                ygap=1,
-                name=f"{role} heads",
-                hovertemplate=(
-                    f"<b>{role}</b><br>layer %{{y}}, head %{{x}}<br>token {labels[pos]} "
-                    f"(position {pos})<br>score %{{z:.4g}}<extra></extra>"
-                ),
-            ),
-            row=1,
-            col=i,
-        )
-        lo, hi = fig.get_subplot(1, i).xaxis.domain
-        m = symmetric_range([v for row in z for v in row])
-        fig.update_layout(
-            {
-                axis: {
-                    "colorscale": DIVERGING,
-                    "cmid": 0,
-                    "cmin": -m,
-                    "cmax": m,
-                    "colorbar": {
-                        "orientation": "h",
-                        "x": (lo + hi) / 2,
-                        "len": (hi - lo),
-                        "y": -0.2,
-                        "thickness": 12,
-                        "exponentformat": "e",
-                    },
-                }
-            }
-        )
+    for col, role in enumerate(roles, start=1):
+        _add_head_panel(fig, canonical[role], role, col, pos, labels[pos], names)
     fig.update_yaxes(title_text="layer", row=1, col=1)
     fig.update_xaxes(tickangle=0, tickfont={"size": 10})
     fig.update_yaxes(range=[-0.5, n_layers - 0.5], dtick=max(1, n_layers // 10))
@@ -291,6 +267,42 @@ def head_drilldown(
         meta={"position": pos, "token": labels[pos], "heads": names, "roles": roles},
     )
     return fig
+
+
+def _add_head_panel(
+    fig: go.Figure, c: Any, role: str, col: int, pos: int, token: str, names: list[str]
+) -> None:
+    """One role's layer x head heatmap at ``pos``, with its own colour bar below it."""
+    z = head_matrix(c)[pos].double().tolist()  # [layer][head]
+    axis = "coloraxis" if col == 1 else f"coloraxis{col}"
+    fig.add_trace(
+        go.Heatmap(
+            z=z,
+            x=names,
+            y=list(range(len(z))),
+            coloraxis=axis,
+            xgap=1,
+            ygap=1,
+            name=f"{role} heads",
+            hovertemplate=(
+                f"<b>{role}</b><br>layer %{{y}}, head %{{x}}<br>token {token} "
+                f"(position {pos})<br>score %{{z:.4g}}<extra></extra>"
+            ),
+        ),
+        row=1,
+        col=col,
+    )
+    lo, hi = fig.get_subplot(1, col).xaxis.domain
+    colorbar = {
+        "orientation": "h",
+        "x": (lo + hi) / 2,
+        "len": (hi - lo),
+        "y": -0.2,
+        "thickness": 12,
+        "exponentformat": "e",
+    }
+    m = symmetric_range([v for row in z for v in row])
+    fig.update_layout({axis: _diverging_axis(m, colorbar)})
 
 
 def _attention_title(role: str, c: Any) -> str:
