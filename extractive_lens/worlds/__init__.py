@@ -13,8 +13,9 @@ corpora), :mod:`.tokenizer` (word-level tokenizer), :mod:`.pretrain_config`, :mo
 :mod:`.checkpoints` and :mod:`.pretrain_loop` (pretraining), :mod:`.world_models` (named world
 models, the default one), :mod:`.finetunes`, :mod:`.scoring`, :mod:`.curriculum_config`,
 :mod:`.curriculum_result` and :mod:`.curriculum` (the curriculum experiment), :mod:`.ablation` (the
-ablation check) and :mod:`.cli` (``python -m extractive_lens.worlds``). :mod:`.generator`,
-:mod:`.pretrain` and :mod:`.experiment` also re-export the names they held before issue 14.
+ablation check); the command line (``python -m extractive_lens.worlds``) is
+:mod:`extractive_lens.cli.worlds`. :mod:`.generator`, :mod:`.pretrain` and :mod:`.experiment` also
+re-export the names they held before issue 14.
 """
 
 from extractive_lens.worlds.curricula import CURRICULA, Corpus, CorpusConfig, Sentence, build_corpus
