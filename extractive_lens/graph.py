@@ -229,11 +229,8 @@ def extractive_graph(
     if missing:
         raise ValueError(f"extractive_graph needs all three roles; missing {missing}")
     first = canon["informative"]
-    heads, kv = first.heads.shape[-1], first.kv_heads
-    group = heads // kv.shape[-1] if kv is not None else 1
-    nodes: dict[str, list[Node]] = {}
-    for role in ROLES:
-        nodes[role] = [
+    nodes = {
+        role: [
             Node(
                 role,
                 c,
@@ -244,7 +241,26 @@ def extractive_graph(
             )
             for c, pos, _ in _select(canon[role], top_k, threshold, select)
         ]
-    edges = [
+        for role in ROLES
+    }
+    return ExtractiveGraph(
+        nodes=[n for r in ROLES for n in nodes[r]],
+        edges=_possible_paths(nodes, first),
+        labels=first.labels,
+        top_k=top_k,
+        threshold=threshold,
+        n_items=first.n_items,
+        template=first.template,
+        select=select,
+    )
+
+
+def _possible_paths(nodes: Mapping[str, list[Node]], first: CanonicalScores) -> list:
+    """Edges upstream -> informative -> downstream between nodes that pass the interval test
+    (when there is one) and that the architecture lets reach each other."""
+    heads, kv = first.heads.shape[-1], first.kv_heads
+    group = heads // kv.shape[-1] if kv is not None else 1
+    return [
         (a.id, b.id)
         for src, dst in (("upstream", "informative"), ("informative", "downstream"))
         for a in nodes[src]
@@ -255,16 +271,6 @@ def extractive_graph(
             a.component, a.position, b.component, b.position, group, first.parallel_blocks
         )
     ]
-    return ExtractiveGraph(
-        nodes=[n for r in ROLES for n in nodes[r]],
-        edges=edges,
-        labels=first.labels,
-        top_k=top_k,
-        threshold=threshold,
-        n_items=first.n_items,
-        template=first.template,
-        select=select,
-    )
 
 
 def _excludes_zero(

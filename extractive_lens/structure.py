@@ -327,7 +327,7 @@ def _block_maps(
             )
         ]
 
-    attn, mlp = block.attn, block.mlp
+    mlp = block.mlp
     kv_owner: Owner = "kv_heads" if gqa else "heads"
     maps = [
         linear("attn", "q", "q", "out", "heads", n_heads),
@@ -340,17 +340,22 @@ def _block_maps(
         linear("mlp", "down", "out", "none", "mlp", 1),
         *norm("ln2_post", "post_norm"),
     ]
+    return tuple(maps), _norm_params(block, names)
+
+
+def _norm_params(block: torch.nn.Module, names: Names) -> dict[str, tuple[str, ...]]:
+    """The parameter names of a block's norms (weight, bias where they exist)."""
     norms = {}
     for name, part in (
         ("ln1", block),
         ("ln1_post", block),
         ("ln2", block),
         ("ln2_post", block),
-        ("q_norm", attn),
-        ("k_norm", attn),
+        ("q_norm", block.attn),
+        ("k_norm", block.attn),
     ):
         comp = getattr(part, name, None)
         found = tuple(n for n in (names.of(comp, "weight"), names.of(comp, "bias")) if n)
         if found:
             norms[name] = found
-    return tuple(maps), norms
+    return norms

@@ -329,19 +329,11 @@ def heuristic_core(
     train = list(train_examples or _in_domain(dataset))
     units = MaskUnits.of(model, heads=config.heads, mlps=config.mlps)
     scores = None if delta is None else _score_totals(model, dataset, delta, counterfactuals)
-    masks, mask_ranks = [], []
     with delta.applied(model) if delta is not None else contextlib.nullcontext():
         full = _split_ranks(model, dataset)
-        means = unit_means(model, units, train) if config.mean_ablate else None
-        for s in sparsities:
-            for seed in seeds:
-                mask = learn_mask(
-                    model, train, s, units=units, means=means, config=config, seed=seed,
-                    progress=progress,
-                )  # fmt: skip
-                with gated(model, units, mask.gates, means), torch.no_grad():
-                    mask_ranks.append(_split_ranks(model, dataset))
-                masks.append(mask)
+        masks, mask_ranks = _learn_masks(
+            model, dataset, train, units, config, sparsities, seeds, progress
+        )
     return SubnetworkResult(
         model=model_identity(model),
         dataset=dataset.name,
@@ -355,6 +347,22 @@ def heuristic_core(
         config={**config.to_dict(), "sparsities": list(sparsities), "seeds": list(seeds)},
         seconds=time.perf_counter() - start,
     )
+
+
+def _learn_masks(model, dataset, train, units, config, sparsities, seeds, progress):  # noqa: ANN001, ANN202
+    """One mask per (sparsity, seed) on ``train``, and the split ranks with each mask applied."""
+    means = unit_means(model, units, train) if config.mean_ablate else None
+    masks, mask_ranks = [], []
+    for s in sparsities:
+        for seed in seeds:
+            mask = learn_mask(
+                model, train, s, units=units, means=means, config=config, seed=seed,
+                progress=progress,
+            )  # fmt: skip
+            with gated(model, units, mask.gates, means), torch.no_grad():
+                mask_ranks.append(_split_ranks(model, dataset))
+            masks.append(mask)
+    return masks, mask_ranks
 
 
 def _score_totals(

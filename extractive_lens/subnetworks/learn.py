@@ -135,11 +135,7 @@ def learn_mask(
     n = len(units)
     log_alpha = torch.nn.Parameter(config.init_log_alpha + 0.01 * torch.randn(n, generator=gen))
     lambdas = torch.nn.Parameter(torch.zeros(2))
-    optimizer = torch.optim.AdamW(
-        [{"params": [log_alpha]}, {"params": [lambdas], "lr": config.reg_lr, "maximize": True}],
-        lr=config.lr,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
+    optimizer, scheduler = _optimizer(log_alpha, lambdas, config)
     history: list[GateStats] = []
     bar = tqdm(range(config.steps), desc=f"mask s={sparsity} seed={seed}", disable=not progress)
     with frozen(model):
@@ -149,12 +145,7 @@ def learn_mask(
             sub = _take(batch, rows)
             with gated(model, units, z, means):
                 logits = _last_logits(model, sub)
-            kl = torch.nn.functional.kl_div(
-                torch.log_softmax(logits.float(), -1),
-                full[rows],
-                reduction="batchmean",
-                log_target=True,
-            )
+            kl = _kl(full[rows], logits)
             gap = target_at(step, sparsity, config) - (1 - z.mean())
             loss = kl + lambdas[0] * gap + lambdas[1] * gap**2
             optimizer.zero_grad(set_to_none=True)
@@ -166,6 +157,26 @@ def learn_mask(
     gates = deterministic_gates(log_alpha.detach(), units.groups())
     return LearnedMask(
         tuple(units.names()), log_alpha.detach().clone(), gates, sparsity, seed, tuple(history)
+    )
+
+
+def _optimizer(log_alpha: Tensor, lambdas: Tensor, config: MaskConfig):  # noqa: ANN202
+    """AdamW descending on the gates and ascending on the Lagrange multipliers, with the
+    recipe's warm-up schedule."""
+    optimizer = torch.optim.AdamW(
+        [{"params": [log_alpha]}, {"params": [lambdas], "lr": config.reg_lr, "maximize": True}],
+        lr=config.lr,
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
+
+
+def _kl(full_log_probs: Tensor, logits: Tensor) -> Tensor:
+    """KL(full model || gated model) of the next-token distributions, mean over the batch."""
+    return torch.nn.functional.kl_div(
+        torch.log_softmax(logits.float(), -1),
+        full_log_probs,
+        reduction="batchmean",
+        log_target=True,
     )
 
 
