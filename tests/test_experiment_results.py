@@ -95,6 +95,15 @@ def test_ocr_sweep_rows_are_the_final_row(results):
     assert len(ocr.table()) == 2  # the per-epoch table is unchanged: epochs 0 and 1
 
 
+def test_a_loaded_ocr_result_has_its_delta(results, tmp_path):
+    ocr = results["ocr"]
+    ocr.save(tmp_path / "ocr")
+    loaded = load_result(tmp_path / "ocr")
+    assert set(loaded.delta) == set(ocr.delta)
+    assert all(torch.equal(loaded.delta[k], ocr.delta[k]) for k in ocr.delta)
+    assert not type(ocr).from_dict(ocr.to_dict()).delta  # to_dict holds no tensors
+
+
 def test_load_result_names_what_it_cannot_read(tmp_path):
     with pytest.raises(ValueError, match="no results.json"):
         load_result(tmp_path)

@@ -86,15 +86,18 @@ class TrainConfig(Settings):
         default=32,
     )
 
-    def recipe(self) -> dict[str, Any]:
-        """The keywords of ``training.finetune`` this configuration sets."""
+    def training(self) -> dict[str, Any]:
+        """The training recipe a result records: lr, epochs, batch_size, seed."""
         return {
             "lr": self.lr,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "seed": self.seed,
-            "eval_batch_size": self.eval_batch_size,
         }
+
+    def recipe(self) -> dict[str, Any]:
+        """The keywords of ``training.finetune`` this configuration sets."""
+        return {**self.training(), "eval_batch_size": self.eval_batch_size}
 
 
 @dataclass(frozen=True)

@@ -151,14 +151,8 @@ class FaithfulnessResult(ResultMixin):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaithfulnessResult:
-        """The result ``to_dict`` described."""
-        return cls(
-            model=data["model"],
-            config=data["config"],
-            cells=tuple(Cell(**c) for c in data["cells"]),
-            passes=data.get("passes", {}),
-            seconds=data.get("seconds", 0.0),
-        )
+        """The result ``to_dict`` described (its cells rebuilt)."""
+        return super().from_dict({**data, "cells": [Cell(**c) for c in data["cells"]]})
 
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
         """Write ``results.json`` into ``out_dir``."""

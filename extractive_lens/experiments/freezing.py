@@ -175,19 +175,6 @@ class FreezingResult(ResultMixin):
             "paper": {m: {d: list(v) for d, v in p.items()} for m, p in PAPER.items()},
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FreezingResult:
-        """The result ``to_dict`` described (without the deltas)."""
-        return cls(
-            model=data["model"],
-            config=data["config"],
-            datasets=tuple(data["datasets"]),
-            ranks=data["ranks"],
-            n_options=data["n_options"],
-            histories=data["histories"],
-            seconds=data.get("seconds", 0.0),
-        )
-
     def save(self, out_dir: str | Path, overwrite: bool = False, save_deltas: bool = False) -> Path:
         """Write ``results.json`` and ``figure.html`` (and, with ``save_deltas``, the deltas)."""
         deltas = (
@@ -232,7 +219,7 @@ def layer_freezing(
     return FreezingResult(
         model=model_identity(model),
         config={
-            **{k: v for k, v in c.recipe().items() if k != "eval_batch_size"},
+            **c.training(),
             "data_seed": c.data_seed,
             "early_fraction": c.early_fraction,
             "early_layers": early,

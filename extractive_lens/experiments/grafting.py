@@ -199,20 +199,6 @@ class GraftResult(ResultMixin):
             "paper": PAPER,
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GraftResult:
-        """The result ``to_dict`` described (without the deltas)."""
-        return cls(
-            model=data["model"],
-            config=data["config"],
-            dataset=data["dataset"],
-            ranks=data["ranks"],
-            n_options=data["n_options"],
-            histories=data["histories"],
-            changed=tuple(data["changed"]),
-            seconds=data.get("seconds", 0.0),
-        )
-
     def save(self, out_dir: str | Path, overwrite: bool = False, save_deltas: bool = False) -> Path:
         """Write ``results.json`` and ``figure.html`` (and, with ``save_deltas``, the deltas)."""
         return save_result(
@@ -288,7 +274,7 @@ def _run(
         for key, (_, applied) in ROWS.items()
     }
     config = {
-        **{k: v for k, v in c.recipe().items() if k != "eval_batch_size"},
+        **c.training(),
         "data_seed": ds.seed,
         "trainable": "block linear weights",
         "design": design.name,

@@ -168,21 +168,6 @@ class LocalisationResult(ResultMixin):
             "paper": PAPER,
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LocalisationResult:
-        """The result ``to_dict`` described."""
-        return cls(
-            model=data["model"],
-            config=data["config"],
-            dataset=data["dataset"],
-            positions=tuple(data["positions"]),
-            informative=data["informative"],
-            downstream=data["downstream"],
-            graft_ranks=data["graft_ranks"],
-            ocr_ranks=data.get("ocr_ranks"),
-            seconds=data.get("seconds", 0.0),
-        )
-
     def save(self, out_dir: str | Path, overwrite: bool = False, save_deltas: bool = False) -> Path:
         """Write ``results.json`` and ``figure.html`` (no deltas: see the grafting result)."""
         return save_result(self, out_dir, overwrite=overwrite)

@@ -11,6 +11,7 @@ deranged-pairing control (docs/method.md §6) after every epoch, and judge OCR a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset, contr
 from extractive_lens.delta import WeightDelta
 from extractive_lens.experiments.common import resolve_dataset, split_ranks
 from extractive_lens.experiments.configs import OCRConfig
-from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.protocol import ResultMixin, read_results
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
 from extractive_lens.results import check_output_dir, prepare_output_dir, provenance, write_json
@@ -188,22 +189,18 @@ class OCRResult(ResultMixin):
         )
 
     @classmethod
+    def load(cls, out_dir: str | Path) -> OCRResult:
+        """The result saved in ``out_dir``, with its delta when ``delta.safetensors`` is there."""
+        path = Path(out_dir) / "delta.safetensors"
+        delta = WeightDelta.load(path) if path.is_file() else WeightDelta({})
+        return dataclasses.replace(cls.from_dict(read_results(out_dir)), delta=delta)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OCRResult:
         """The result ``to_dict`` described, with an empty delta (``save`` writes the delta to
-        its own file; ``demo_io`` reads it back)."""
-        return cls(
-            dataset=data["dataset"],
-            model=data["model"],
-            config=data["config"],
-            history=tuple(data["history"]),
-            precheck=data["precheck"],
-            final_ranks=data["final_ranks"],
-            n_options=data["n_options"],
-            delta=WeightDelta({}),
-            seconds=data.get("seconds", 0.0),
-            precheck_sizes={k: tuple(v) for k, v in data.get("precheck_sizes", {}).items()},
-            control=data.get("control", ""),
-        )
+        its own file: ``load`` reads both)."""
+        sizes = {k: tuple(v) for k, v in data.get("precheck_sizes", {}).items()}
+        return super().from_dict({**data, "precheck_sizes": sizes, "delta": WeightDelta({})})
 
     def save(self, out_dir: str | Path, overwrite: bool = False, save_delta: bool = True) -> Path:
         """Write ``results.json`` and (with ``save_delta``) ``delta.safetensors`` into a new
@@ -315,10 +312,7 @@ def _precheck(
 def _record(c: OCRConfig, dataset: OCRDataset, n_train: int) -> dict[str, Any]:
     """The configuration an ``OCRResult`` records."""
     return {
-        "lr": c.lr,
-        "epochs": c.epochs,
-        "batch_size": c.batch_size,
-        "seed": c.seed,
+        **c.training(),
         "dataset_seed": dataset.seed,
         "trainable": _describe(c.trainable),
         "paraphrases": c.paraphrases,

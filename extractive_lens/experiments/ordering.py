@@ -191,20 +191,6 @@ class OrderingResult(ResultMixin):
             "paper": PAPER,
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OrderingResult:
-        """The result ``to_dict`` described (without the deltas)."""
-        return cls(
-            model=data["model"],
-            config=data["config"],
-            dataset=data["dataset"],
-            phases=data["phases"],
-            history=data["history"],
-            final_ranks=data["final_ranks"],
-            n_options=data["n_options"],
-            seconds=data.get("seconds", 0.0),
-        )
-
     def save(self, out_dir: str | Path, overwrite: bool = False, save_deltas: bool = False) -> Path:
         """Write ``results.json`` and ``figure.html`` (and, with ``save_deltas``, the deltas)."""
         return save_result(
@@ -256,7 +242,7 @@ def data_ordering(
         for order in orders
     }
     config = {
-        **{k: v for k, v in c.recipe().items() if k != "eval_batch_size"},
+        **c.training(),
         "finetune_epochs": finetune_epochs,
         "data_seed": ds.seed,
         "orders": orders,

@@ -11,6 +11,7 @@ Every result (``OCRResult``, ``FreezingResult``, ``OrderingResult``, ``GraftResu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
@@ -35,12 +36,24 @@ class ExperimentResult(Protocol):
 
 
 class ResultMixin:
-    """Shared parts of the protocol: ``seed_rows`` (what a sweep averages over seeds: the table
-    unless a result says otherwise) and ``load`` (a saved directory back into a result)."""
+    """Shared parts of the protocol for result dataclasses: ``seed_rows`` (what a sweep averages
+    over seeds: the table unless a result says otherwise), ``from_dict`` and ``load`` (a saved
+    directory back into a result)."""
 
     def seed_rows(self) -> list[dict[str, Any]]:
         """The rows a sweep records per run and averages over seeds (``SweepResult.seed_table``)."""
         return self.table()  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """The result ``to_dict`` described: each dataclass field read from its key (tuples
+        rebuilt from JSON lists); what ``to_dict`` leaves out (the deltas) takes its default."""
+        values = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in data:
+                value = data[f.name]
+                values[f.name] = tuple(value) if str(f.type).startswith("tuple") else value
+        return cls(**values)
 
     @classmethod
     def load(cls, out_dir: str | Path) -> Self:
@@ -76,7 +89,8 @@ def result_types() -> dict[str, type]:
 
 
 def load_result(out_dir: str | Path) -> Any:
-    """Any experiment's result saved in ``out_dir``, rebuilt by its class's ``from_dict``."""
+    """Any experiment's result saved in ``out_dir``, rebuilt by its class's ``load`` (its
+    ``from_dict``, plus what a class saves beside ``results.json``, e.g. OCR's delta)."""
     data = read_results(out_dir)
     types = result_types()
     if data.get("experiment") not in types:
@@ -84,4 +98,4 @@ def load_result(out_dir: str | Path) -> Any:
             f"{out_dir}/results.json is from experiment {data.get('experiment')!r}; "
             f"load_result reads {sorted(types)}"
         )
-    return types[data["experiment"]].from_dict(data)
+    return types[data["experiment"]].load(out_dir)

@@ -82,32 +82,17 @@ def _ocr(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
     return verify_ocr(model, dataset, config=config, progress=progress)
 
 
-def _freezing(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
-    from extractive_lens.experiments.freezing import layer_freezing
+def _runner(module: str, function: str, config_class: type) -> Callable[..., Any]:
+    """``run(model, config, progress)`` of an experiment function that reads its dataset(s) from
+    its configuration (``extractive_lens.experiments.<module>.<function>``, imported when run)."""
 
-    config = FreezingConfig(**c)
-    return layer_freezing(model, config.datasets, config=config, progress=progress)
+    def run(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
+        import importlib
 
+        fn = getattr(importlib.import_module(f"extractive_lens.experiments.{module}"), function)
+        return fn(model, config=config_class(**c), progress=progress)
 
-def _ordering(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
-    from extractive_lens.experiments.ordering import data_ordering
-
-    config = OrderingConfig(**c)
-    return data_ordering(model, config.dataset, config=config, progress=progress)
-
-
-def _grafting(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
-    from extractive_lens.experiments.grafting import weight_grafting
-
-    config = GraftingConfig(**c)
-    return weight_grafting(model, config.dataset, config=config, progress=progress)
-
-
-def _localisation(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
-    from extractive_lens.experiments.localisation import graft_localisation
-
-    config = LocalisationConfig(**c)
-    return graft_localisation(model, config.dataset, config=config, progress=progress)
+    return run
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -119,25 +104,25 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
     "freezing": Experiment(
         "freezing",
-        _freezing,
+        _runner("freezing", "layer_freezing", FreezingConfig),
         FreezingConfig.registry_defaults(),
         "layer freezing: early/late deltas reverted or frozen (docs/method.md 5.3)",
     ),
     "ordering": Experiment(
         "ordering",
-        _ordering,
+        _runner("ordering", "data_ordering", OrderingConfig),
         OrderingConfig.registry_defaults(),
         "dax/wug/zong data ordering, then finetuning on held-out facts (docs/method.md 5.4)",
     ),
     "grafting": Experiment(
         "grafting",
-        _grafting,
+        _runner("grafting", "weight_grafting", GraftingConfig),
         GraftingConfig.registry_defaults(),
         "weight grafting of Delta_{F,I(F)} onto counterfactual facts (docs/method.md 5.5, 7)",
     ),
     "localisation": Experiment(
         "localisation",
-        _localisation,
+        _runner("localisation", "graft_localisation", LocalisationConfig),
         LocalisationConfig.registry_defaults(),
         "graft informative scores vs OCR downstream scores of new names (docs/method.md 5.6, 7)",
     ),
