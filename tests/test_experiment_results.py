@@ -21,7 +21,9 @@ from extractive_lens.experiments import (
     weight_grafting,
 )
 from extractive_lens.experiments.common import head
-from extractive_lens.experiments.configs import (
+from extractive_lens.experiments.protocol import ExperimentResult, load_result
+from extractive_lens.experiments.registry import result_table, summarize
+from extractive_lens.experiments.settings import (
     FaithfulnessConfig,
     FreezingConfig,
     GraftingConfig,
@@ -30,8 +32,6 @@ from extractive_lens.experiments.configs import (
     OrderingConfig,
     TrainConfig,
 )
-from extractive_lens.experiments.protocol import ExperimentResult, load_result
-from extractive_lens.experiments.registry import result_table, summarize
 
 LR = 3e-3
 

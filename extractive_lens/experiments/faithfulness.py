@@ -47,8 +47,8 @@ from transformer_lens.model_bridge import TransformerBridge
 from extractive_lens.components import Component
 from extractive_lens.data import first_token_ids
 from extractive_lens.delta import WeightDelta
-from extractive_lens.experiments.configs import FaithfulnessConfig
 from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import FaithfulnessConfig
 from extractive_lens.metrics import ExampleLike, answer_index, as_examples, encode
 from extractive_lens.models import model_identity
 from extractive_lens.results import prepare_output_dir, provenance, write_json

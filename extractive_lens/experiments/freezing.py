@@ -43,9 +43,9 @@ from extractive_lens.experiments.common import (
     save_result,
     split_ranks,
 )
-from extractive_lens.experiments.configs import FreezingConfig
 from extractive_lens.experiments.figures import grouped_bars_figure
 from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import FreezingConfig
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
 

@@ -53,7 +53,6 @@ from extractive_lens.experiments.common import (
     save_result,
     split_ranks,
 )
-from extractive_lens.experiments.configs import GraftingConfig, GraftingVariantConfig
 from extractive_lens.experiments.figures import grouped_bars_figure
 from extractive_lens.experiments.grafting_design import (
     CF_CONTROL,
@@ -73,6 +72,7 @@ from extractive_lens.experiments.grafting_design import (
     with_counterfactual_control,
 )
 from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import GraftingConfig, GraftingVariantConfig
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
 

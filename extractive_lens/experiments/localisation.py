@@ -46,7 +46,6 @@ from transformer_lens.model_bridge import TransformerBridge
 from extractive_lens.data import OCRDataset, Split
 from extractive_lens.delta import WeightDelta
 from extractive_lens.experiments.common import base_dict, head, mean, resolve_dataset, save_result
-from extractive_lens.experiments.configs import LocalisationConfig, LocalisationVariantConfig
 from extractive_lens.experiments.figures import r_squared, scatter_fit_figure
 from extractive_lens.experiments.grafting import (
     CF_IMPLICATIONS,
@@ -55,6 +54,7 @@ from extractive_lens.experiments.grafting import (
     weight_grafting_heldout_variant,
 )
 from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import LocalisationConfig, LocalisationVariantConfig
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
 from extractive_lens.scores import ComponentScores, downstream_scores, informative_scores

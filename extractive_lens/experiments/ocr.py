@@ -24,8 +24,8 @@ from transformer_lens.model_bridge import TransformerBridge
 from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset, control_split
 from extractive_lens.delta import WeightDelta
 from extractive_lens.experiments.common import resolve_dataset, split_ranks
-from extractive_lens.experiments.configs import OCRConfig
 from extractive_lens.experiments.protocol import ResultMixin, read_results
+from extractive_lens.experiments.settings import OCRConfig
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
 from extractive_lens.results import check_output_dir, prepare_output_dir, provenance, write_json

@@ -44,9 +44,9 @@ from extractive_lens.experiments.common import (
     resolve_dataset,
     save_result,
 )
-from extractive_lens.experiments.configs import OrderingConfig
 from extractive_lens.experiments.figures import curves_figure
 from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import OrderingConfig
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune

@@ -1,6 +1,6 @@
 """The experiments by name, with their configuration keys and defaults (for sweeps and the CLI).
 
-The keys and defaults are those of each experiment's configuration class (``configs``); a
+The keys and defaults are those of each experiment's configuration class (``settings``); a
 configuration here is that class's fields as a JSON-able mapping.
 
 >>> from extractive_lens.experiments.registry import EXPERIMENTS
@@ -23,12 +23,13 @@ from typing import Any
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.experiments.config import check_config
-from extractive_lens.experiments.configs import (
+from extractive_lens.experiments.settings import (
     FreezingConfig,
     GraftingConfig,
     LocalisationConfig,
     OCRConfig,
     OrderingConfig,
+    Settings,
 )
 
 
@@ -39,14 +40,24 @@ class Experiment:
     Attributes:
         name: the registry key (also the CLI name).
         run: called with the model, the full configuration and ``progress``.
-        defaults: every configuration key with its default value.
+        defaults: every configuration key with its default value (for the paper's experiments
+            ``settings.registry_defaults()``).
         description: one line for ``--help``.
+        settings: the experiment's configuration class (``settings``), whose ``describe()``
+            documents each key; None for an experiment defined by its defaults alone.
     """
 
     name: str
     run: Callable[[TransformerBridge, dict[str, Any], bool], Any] = field(repr=False)
     defaults: Mapping[str, Any]
     description: str = ""
+    settings: type[Settings] | None = field(default=None, repr=False)
+
+    def help(self) -> dict[str, str]:
+        """Configuration key -> its documentation (empty without ``settings``)."""
+        if self.settings is None:
+            return {}
+        return {name: doc for name, _, doc in self.settings.describe() if name in self.defaults}
 
     def config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The full configuration: the defaults updated with ``overrides`` (keys checked)."""
@@ -82,7 +93,7 @@ def _ocr(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
     return verify_ocr(model, dataset, config=config, progress=progress)
 
 
-def _runner(module: str, function: str, config_class: type) -> Callable[..., Any]:
+def _runner(module: str, function: str, config_class: type[Settings]) -> Callable[..., Any]:
     """``run(model, config, progress)`` of an experiment function that reads its dataset(s) from
     its configuration (``extractive_lens.experiments.<module>.<function>``, imported when run)."""
 
@@ -101,30 +112,35 @@ EXPERIMENTS: dict[str, Experiment] = {
         _ocr,
         OCRConfig.registry_defaults(),
         "finetune on facts, measure implications against the control (docs/method.md 5.1)",
+        OCRConfig,
     ),
     "freezing": Experiment(
         "freezing",
         _runner("freezing", "layer_freezing", FreezingConfig),
         FreezingConfig.registry_defaults(),
         "layer freezing: early/late deltas reverted or frozen (docs/method.md 5.3)",
+        FreezingConfig,
     ),
     "ordering": Experiment(
         "ordering",
         _runner("ordering", "data_ordering", OrderingConfig),
         OrderingConfig.registry_defaults(),
         "dax/wug/zong data ordering, then finetuning on held-out facts (docs/method.md 5.4)",
+        OrderingConfig,
     ),
     "grafting": Experiment(
         "grafting",
         _runner("grafting", "weight_grafting", GraftingConfig),
         GraftingConfig.registry_defaults(),
         "weight grafting of Delta_{F,I(F)} onto counterfactual facts (docs/method.md 5.5, 7)",
+        GraftingConfig,
     ),
     "localisation": Experiment(
         "localisation",
         _runner("localisation", "graft_localisation", LocalisationConfig),
         LocalisationConfig.registry_defaults(),
         "graft informative scores vs OCR downstream scores of new names (docs/method.md 5.6, 7)",
+        LocalisationConfig,
     ),
 }
 
