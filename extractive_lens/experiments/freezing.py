@@ -26,9 +26,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset
@@ -43,11 +42,13 @@ from extractive_lens.experiments.common import (
     save_result,
     split_ranks,
 )
-from extractive_lens.experiments.figures import grouped_bars_figure
 from extractive_lens.experiments.protocol import ResultMixin
 from extractive_lens.experiments.settings import FreezingConfig
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 #: The six settings of docs/method.md §5.3, in table order, with their labels.
 MODES: dict[str, str] = {
@@ -144,6 +145,8 @@ class FreezingResult(ResultMixin):
 
     def figure(self) -> go.Figure:
         """Grouped bars: mean rank per setting, ours beside the paper's, per dataset and split."""
+        from extractive_lens.experiments.figures import grouped_bars_figure
+
         groups = list(MODES.values())
         means = self.mean_ranks()
         series: dict[str, list[float | None]] = {}

@@ -35,9 +35,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.data import IMPLICATIONS, OCRDataset
@@ -53,7 +52,6 @@ from extractive_lens.experiments.common import (
     save_result,
     split_ranks,
 )
-from extractive_lens.experiments.figures import grouped_bars_figure
 from extractive_lens.experiments.grafting_design import (
     CF_CONTROL,
     CF_FACTS,
@@ -75,6 +73,9 @@ from extractive_lens.experiments.protocol import ResultMixin
 from extractive_lens.experiments.settings import GraftingConfig, GraftingVariantConfig
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,8 @@ class GraftResult(ResultMixin):
 
     def figure(self) -> go.Figure:
         """Grouped bars: mean rank per weight setting and split, ours beside the paper's."""
+        from extractive_lens.experiments.figures import grouped_bars_figure
+
         keys = [k for k in ROWS if k != "theta"]
         means = self.mean_ranks()
         series: dict[str, list[float | None]] = {}

@@ -37,16 +37,21 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.data import OCRDataset, Split
 from extractive_lens.delta import WeightDelta
-from extractive_lens.experiments.common import base_dict, head, mean, resolve_dataset, save_result
-from extractive_lens.experiments.figures import r_squared, scatter_fit_figure
+from extractive_lens.experiments.common import (
+    base_dict,
+    head,
+    mean,
+    r_squared,
+    resolve_dataset,
+    save_result,
+)
 from extractive_lens.experiments.grafting import (
     CF_IMPLICATIONS,
     GraftResult,
@@ -60,6 +65,9 @@ from extractive_lens.models import model_identity
 from extractive_lens.scores import ComponentScores, downstream_scores, informative_scores
 from extractive_lens.scores.align import AlignmentError
 from extractive_lens.training import finetune
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 #: The paper's r² (OLMo-7B, docs/method.md §5.6).
 PAPER = {"MLPs": 0.49, "heads": 0.28}
@@ -144,6 +152,8 @@ class LocalisationResult(ResultMixin):
 
     def figure(self) -> go.Figure:
         """Scatter of OCR downstream (y) on graft informative (x) per cell, with r² per kind."""
+        from extractive_lens.experiments.figures import scatter_fit_figure
+
         panels = {KINDS[k]: self.cells(k) for k in self.informative}
         return scatter_fit_figure(
             panels,

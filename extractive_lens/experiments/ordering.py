@@ -28,9 +28,8 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset
@@ -44,12 +43,14 @@ from extractive_lens.experiments.common import (
     resolve_dataset,
     save_result,
 )
-from extractive_lens.experiments.figures import curves_figure
 from extractive_lens.experiments.protocol import ResultMixin
 from extractive_lens.experiments.settings import OrderingConfig
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 TRAIN_FACTS = "train_facts"
 TRAIN_IMPLICATIONS = "train_implications"
@@ -158,6 +159,8 @@ class OrderingResult(ResultMixin):
     def figure(self) -> go.Figure:
         """Curves: one panel per tracked split, one line per order, against training examples
         seen (so phase 2 starts at the same x for every order); dotted lines mark phase ends."""
+        from extractive_lens.experiments.figures import curves_figure
+
         panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
         for split in TRACKED:
             panel = {}

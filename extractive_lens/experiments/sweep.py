@@ -33,9 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.experiments.cluster import (
@@ -49,9 +48,11 @@ from extractive_lens.experiments.cluster import (
     run_configs,
 )
 from extractive_lens.experiments.common import markdown_table, mean_spread, mean_spread_table
-from extractive_lens.experiments.figures import grid_figure
 from extractive_lens.experiments.registry import Experiment, get_experiment
 from extractive_lens.results import provenance, write_json
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = ["SweepResult", "SweepTask", "config_key", "load_sweep", "local_executor", "sweep"]
 
@@ -201,6 +202,8 @@ class SweepResult:
         ``x`` defaults to ``lr`` if swept (else the first group key), ``y`` to the next one.
         Default metrics: the first four.
         """
+        from extractive_lens.experiments.figures import grid_figure
+
         keys = self.group_keys or list(self.grid)
         x = x or ("lr" if "lr" in keys else keys[0])
         rest = [k for k in keys if k != x]
