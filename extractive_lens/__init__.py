@@ -46,7 +46,10 @@ _EXPORTS: dict[str, str] = {
     "faithfulness": "experiments",
     "graft_localisation": "experiments",
     "layer_freezing": "experiments",
+    "OCRConfig": "experiments",
     "OCRResult": "experiments",
+    "TrainConfig": "experiments",
+    "load_result": "experiments",
     "sweep": "experiments",
     "verify_ocr": "experiments",
     "weight_grafting": "experiments",
@@ -139,11 +142,14 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from extractive_lens.delta import WeightDelta
     from extractive_lens.demo import DemoResult, run_demo
     from extractive_lens.experiments import (
+        OCRConfig,
         OCRResult,
+        TrainConfig,
         data_ordering,
         faithfulness,
         graft_localisation,
         layer_freezing,
+        load_result,
         sweep,
         verify_ocr,
         weight_grafting,

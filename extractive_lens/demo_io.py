@@ -120,22 +120,6 @@ def rebuild_report(
 
 
 def _load_ocr(directory: Path) -> Any:
-    from extractive_lens.delta import WeightDelta
     from extractive_lens.experiments.ocr import OCRResult
 
-    data = json.loads((directory / "results.json").read_text())
-    delta_path = directory / "delta.safetensors"
-    delta = WeightDelta.load(delta_path) if delta_path.is_file() else WeightDelta({})
-    return OCRResult(
-        dataset=data["dataset"],
-        model=data["model"],
-        config=data["config"],
-        history=tuple(data["history"]),
-        precheck=data["precheck"],
-        final_ranks=data["final_ranks"],
-        n_options=data["n_options"],
-        delta=delta,
-        seconds=data.get("seconds", 0.0),
-        precheck_sizes={k: tuple(v) for k, v in data.get("precheck_sizes", {}).items()},
-        control=data.get("control", ""),
-    )
+    return OCRResult.load(directory)

@@ -43,6 +43,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -162,6 +163,31 @@ def trainable_masks(
     return masks, "; ".join(parts)
 
 
+def _check_recipe(lr: float, epochs: int, batch_size: int) -> None:
+    """Refuse a recipe that cannot train, before any work."""
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _setup(
+    model: TransformerBridge,
+    masks: dict[str, Tensor | None],
+    gradient_checkpointing: bool,
+    base: WeightDelta | None,
+) -> dict[str, Any]:
+    """The rest of what a delta's metadata records about how it was trained."""
+    return {
+        "optimizer": "Adam, constant lr, fp32 master weights, loss on answer tokens",
+        "model_dtype": str(named_parameters(model)[next(iter(masks))].dtype),
+        "gradient_checkpointing": gradient_checkpointing,
+        "base": None if base is None else {"norm": base.norm(), "metadata": base.metadata},
+    }
+
+
 def finetune(
     model: TransformerBridge,
     examples: Sequence[ExampleLike],
@@ -197,33 +223,17 @@ def finetune(
             activation memory of a step drops from all blocks' to one block's). Same delta.
 
     Raises:
-        DivergedError: (a ``FloatingPointError``) the loss became NaN or infinite, or the logits
-            collapsed (at least half the answer positions of a step, or of an eval set's items,
-            with all values tied or non-finite; see ``metrics.collapsed``). The weights are
-            still restored.
+        DivergedError: (a ``FloatingPointError``, weights still restored) the loss became NaN
+            or infinite, or the logits collapsed (at least half the answer positions of a step,
+            or of an eval set's items, all tied or non-finite; see ``metrics.collapsed``).
     """
     start = time.perf_counter()
     examples = as_examples(examples)
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_recipe(lr, epochs, batch_size)
     masks, described = trainable_masks(model, trainable)
-    config = {
-        "lr": lr,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "seed": seed,
-        "trainable": described,
-        "n_examples": len(examples),
-        "optimizer": "Adam, constant lr, fp32 master weights, loss on answer tokens",
-        "model_dtype": str(named_parameters(model)[next(iter(masks))].dtype),
-        "gradient_checkpointing": gradient_checkpointing,
-        "base": None if base is None else {"norm": base.norm(), "metadata": base.metadata},
-    }
-
+    recipe = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed}
+    config = {**recipe, "trainable": described, "n_examples": len(examples)}
+    config.update(_setup(model, masks, gradient_checkpointing, base))
     with contextlib.ExitStack() as stack:
         if base is not None:
             stack.enter_context(base.applied(model))

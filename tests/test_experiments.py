@@ -24,11 +24,8 @@ from extractive_lens.experiments.common import (
     split_ranks,
 )
 from extractive_lens.experiments.freezing import MODES, FreezingResult, layer_freezing
-from extractive_lens.experiments.grafting import (
-    GraftResult,
-    _with_counterfactual_control,
-    weight_grafting_heldout_variant,
-)
+from extractive_lens.experiments.grafting import GraftResult, weight_grafting_heldout_variant
+from extractive_lens.experiments.grafting_design import with_counterfactual_control
 from extractive_lens.experiments.ordering import ORDERS, OrderingResult, data_ordering
 from extractive_lens.models import named_parameters
 from extractive_lens.training import finetune
@@ -296,7 +293,7 @@ def test_graft_is_exactly_the_difference_of_the_two_trained_models(grafted, tiny
 
 def test_graft_rows_apply_the_right_deltas(grafted, tiny_llama):
     result, ds = grafted
-    full = _with_counterfactual_control(ds)
+    full = with_counterfactual_control(ds)
     splits = list(result.ranks["theta"])
     d = result.deltas
     assert result.ranks["theta"] == split_ranks(tiny_llama, full, splits)
@@ -346,7 +343,7 @@ def test_graft_localisation_scores_the_right_deltas(grafted, tiny_llama, tmp_pat
     result = graft_localisation_counterfactual_variant(tiny_llama, ds, grafting=grafting)
     assert same_weights(tiny_llama, before)
     assert isinstance(result, LocalisationResult)
-    cf = _with_counterfactual_control(ds).split("counterfactual_implications")
+    cf = with_counterfactual_control(ds).split("counterfactual_implications")
     graft, counterfactual = grafting.deltas["F,I(F)"], grafting.deltas["F'"]
     with counterfactual.applied(tiny_llama):  # the graft's informative scores on theta + F'
         inf = informative_scores(tiny_llama, graft, cf.examples, cf.options).canonical()

@@ -264,3 +264,24 @@ def early_late_layers(n_layers: int, early_fraction: float) -> tuple[list[int], 
         raise ValueError(f"an early/late split needs at least 2 layers, the model has {n_layers}")
     n_early = min(max(int(math.floor(early_fraction * n_layers + 1e-9)), 1), n_layers - 1)
     return list(range(n_early)), list(range(n_early, n_layers))
+
+
+def r_squared(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+    """Least-squares line ``y = a x + b``: returns ``(r², a, b)`` (NaN when undefined)."""
+    pts = [
+        (float(a), float(b))
+        for a, b in zip(x, y, strict=True)
+        if math.isfinite(float(a)) and math.isfinite(float(b))
+    ]
+    n = len(pts)
+    if n < 2:
+        return math.nan, math.nan, math.nan
+    mx = sum(p[0] for p in pts) / n
+    my = sum(p[1] for p in pts) / n
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    syy = sum((p[1] - my) ** 2 for p in pts)
+    sxy = sum((p[0] - mx) * (p[1] - my) for p in pts)
+    if sxx == 0 or syy == 0:
+        return math.nan, math.nan, math.nan
+    slope = sxy / sxx
+    return sxy * sxy / (sxx * syy), slope, my - slope * mx

@@ -47,6 +47,8 @@ from transformer_lens.model_bridge import TransformerBridge
 from extractive_lens.components import Component
 from extractive_lens.data import first_token_ids
 from extractive_lens.delta import WeightDelta
+from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import FaithfulnessConfig
 from extractive_lens.metrics import ExampleLike, answer_index, as_examples, encode
 from extractive_lens.models import model_identity
 from extractive_lens.results import prepare_output_dir, provenance, write_json
@@ -70,7 +72,7 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class FaithfulnessResult:
+class FaithfulnessResult(ResultMixin):
     """What :func:`faithfulness` measured.
 
     Attributes:
@@ -128,6 +130,30 @@ class FaithfulnessResult:
             "seconds": self.seconds,
         }
 
+    def figure(self) -> Any:
+        """Exact effect (y) against informative score (x) of every checked cell, with r²."""
+        from extractive_lens.experiments.figures import scatter_fit_figure
+
+        panels = {
+            group: (
+                [c.score for c in self.cells if c.group == group],
+                [c.exact for c in self.cells if c.group == group],
+                [f"{c.component} @ {c.token!r}" for c in self.cells if c.group == group],
+            )
+            for group in ("top", "random")
+        }
+        return scatter_fit_figure(
+            panels,
+            x_title="informative score",
+            y_title="exact intervention",
+            title=f"Faithfulness on {self.model.get('name')}",
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaithfulnessResult:
+        """The result ``to_dict`` described (its cells rebuilt)."""
+        return super().from_dict({**data, "cells": [Cell(**c) for c in data["cells"]]})
+
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
         """Write ``results.json`` into ``out_dir``."""
         out = prepare_output_dir(out_dir, overwrite=overwrite)
@@ -164,11 +190,8 @@ def faithfulness(
     examples: Sequence[ExampleLike],
     options: Sequence[str],
     *,
-    top_k: int = 20,
-    n_random: int = 20,
-    seed: int = 0,
-    steps: int | None = None,
-    batch_size: int = 32,
+    config: FaithfulnessConfig | None = None,
+    **overrides: Any,
 ) -> FaithfulnessResult:
     """Compare each checked cell's informative score with its exact intervention (module doc).
 
@@ -177,51 +200,58 @@ def faithfulness(
         delta: theta' - theta.
         examples: items of one template (their positions are aligned onto canonical positions).
         options: the option set R is measured against.
-        top_k: check the cells with the ``top_k`` largest |score|.
-        n_random: and this many further cells drawn uniformly (seeded by ``seed``).
-        steps: None for the first-order score, m for the integrated one (``steps=m``).
+        config: :class:`FaithfulnessConfig` (keywords override single fields): check the
+            ``top_k`` cells with the largest |score| and ``n_random`` further ones drawn
+            uniformly (seeded by ``seed``); ``steps``: None for the first-order score, m for
+            the integrated one.
     """
     start = time.perf_counter()
+    c = FaithfulnessConfig.build(config, overrides, "faithfulness")
     examples = as_examples(examples)
     wd = delta if isinstance(delta, WeightDelta) else WeightDelta(dict(delta))
-    scores = informative_scores(model, wd, examples, options, batch_size=batch_size, steps=steps)
+    scores = informative_scores(
+        model, wd, examples, options, batch_size=c.batch_size, steps=c.steps
+    )
     if scores.alignment is None:
         raise AlignmentError(
             f"faithfulness needs items of one template with entities: {scores.alignment_error}"
         )
     canon = scores.canonical()
     entries = canon.entries()
-    ranked = sorted(range(len(entries)), key=lambda i: -abs(entries[i][2]))
-    top = ranked[:top_k]
-    rest = ranked[top_k:]
-    picked = random.Random(seed).sample(rest, min(n_random, len(rest)))
     slots, _ = canonical_layout(model.tokenizer, scores.alignment, None, scores.prepend_bos)
     canonical_index = [
         scores.alignment.canonical_positions(i, n, slots) for i, n in enumerate(scores.lengths)
     ]
-    patcher = _Patcher(model, wd, examples, options, batch_size)
+    patcher = _Patcher(model, wd, examples, options, c.batch_size)
     cells = []
-    for group, indices in (("top", top), ("random", picked)):
+    for group, indices in _pick(entries, c).items():
         for i in indices:
             comp, pos, value = entries[i]
-            masks = [(idx == pos) for idx in canonical_index]
-            exact = patcher.effect(comp, masks)
+            exact = patcher.effect(comp, [(idx == pos) for idx in canonical_index])
             cells.append(Cell(str(comp), pos, canon.labels[pos], value, exact, group))
-    config = {
-        "top_k": top_k,
-        "n_random": n_random,
-        "seed": seed,
-        "steps": steps,
+    record = {
+        "top_k": c.top_k,
+        "n_random": c.n_random,
+        "seed": c.seed,
+        "steps": c.steps,
         "n_items": len(examples),
         "template": canon.template,
     }
-    passes = {
-        "forward+backward": steps or 1,
-        "forward": patcher.forwards + (2 if steps else 0),
-    }
+    passes = {"forward+backward": c.steps or 1, "forward": patcher.forwards + (2 if c.steps else 0)}
     return FaithfulnessResult(
-        model_identity(model), config, tuple(cells), passes, time.perf_counter() - start
+        model_identity(model), record, tuple(cells), passes, time.perf_counter() - start
     )
+
+
+def _pick(entries: Sequence[tuple[Any, int, float]], c: FaithfulnessConfig) -> dict[str, list]:
+    """The cells to check: the ``top_k`` largest |score|, then ``n_random`` of the rest drawn
+    with ``seed``."""
+    ranked = sorted(range(len(entries)), key=lambda i: -abs(entries[i][2]))
+    rest = ranked[c.top_k :]
+    return {
+        "top": ranked[: c.top_k],
+        "random": random.Random(c.seed).sample(rest, min(c.n_random, len(rest))),
+    }
 
 
 class _Patcher:

@@ -13,7 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from extractive_lens.experiments.common import format_cell
+from extractive_lens.experiments.common import format_cell, r_squared
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
@@ -122,27 +122,6 @@ def grouped_bars_figure(
         )
     fig.update_layout(barmode="group", title=title, yaxis_title=y_title)
     return fig
-
-
-def r_squared(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
-    """Least-squares line ``y = a x + b``: returns ``(r², a, b)`` (NaN when undefined)."""
-    pts = [
-        (float(a), float(b))
-        for a, b in zip(x, y, strict=True)
-        if math.isfinite(float(a)) and math.isfinite(float(b))
-    ]
-    n = len(pts)
-    if n < 2:
-        return math.nan, math.nan, math.nan
-    mx = sum(p[0] for p in pts) / n
-    my = sum(p[1] for p in pts) / n
-    sxx = sum((p[0] - mx) ** 2 for p in pts)
-    syy = sum((p[1] - my) ** 2 for p in pts)
-    sxy = sum((p[0] - mx) * (p[1] - my) for p in pts)
-    if sxx == 0 or syy == 0:
-        return math.nan, math.nan, math.nan
-    slope = sxy / sxx
-    return sxy * sxy / (sxx * syy), slope, my - slope * mx
 
 
 def scatter_fit_figure(

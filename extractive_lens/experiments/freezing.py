@@ -26,9 +26,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset
@@ -43,9 +42,13 @@ from extractive_lens.experiments.common import (
     save_result,
     split_ranks,
 )
-from extractive_lens.experiments.figures import grouped_bars_figure
+from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import FreezingConfig
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 #: The six settings of docs/method.md §5.3, in table order, with their labels.
 MODES: dict[str, str] = {
@@ -72,7 +75,7 @@ TRAININGS = ("full", "early_frozen", "late_frozen")
 
 
 @dataclass(frozen=True)
-class FreezingResult:
+class FreezingResult(ResultMixin):
     """What ``layer_freezing`` measured.
 
     Attributes:
@@ -142,6 +145,8 @@ class FreezingResult:
 
     def figure(self) -> go.Figure:
         """Grouped bars: mean rank per setting, ours beside the paper's, per dataset and split."""
+        from extractive_lens.experiments.figures import grouped_bars_figure
+
         groups = list(MODES.values())
         means = self.mean_ranks()
         series: dict[str, list[float | None]] = {}
@@ -185,100 +190,96 @@ class FreezingResult:
 
 def layer_freezing(
     model: TransformerBridge,
-    datasets: Sequence[OCRDataset | str] = ("first_hop", "second_hop"),
+    datasets: Sequence[OCRDataset | str] | None = None,
     *,
-    early_fraction: float = 0.75,
-    lr: float = 1e-4,
-    epochs: int = 8,
-    batch_size: int = 8,
-    seed: int = 0,
-    data_seed: int = 0,
-    paraphrases: bool = False,
-    track: bool = True,
-    eval_batch_size: int = 32,
+    config: FreezingConfig | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> FreezingResult:
     """Run the layer-freezing experiment on each dataset (three trainings per dataset).
 
     Args:
         model: the model; its weights are unchanged afterwards.
-        datasets: ``OCRDataset``s or built-in names (drawn with ``data_seed``).
-        early_fraction: the early layers are the first ``floor(early_fraction * n_layers)``
-            (at least one, and at least one late layer remains).
-        lr, epochs, batch_size, seed: the finetuning recipe (``training.finetune``).
-        paraphrases: also train every fact in the dataset's paraphrase templates.
-        track: evaluate every split after every epoch (``histories``); ``False`` evaluates only
-            the final rows, which roughly halves the cost on a real model.
+        datasets: ``OCRDataset``s or built-in names (drawn with ``data_seed``); default
+            ``config.datasets`` (first-hop and second-hop).
+        config: the settings (:class:`FreezingConfig`: lr, epochs, batch_size, seed,
+            data_seed, early_fraction, paraphrases, track); keywords override single fields.
+            ``early_fraction``: the early layers are the first
+            ``floor(early_fraction * n_layers)`` (at least one, and at least one late layer
+            remains). ``track=False`` evaluates only the final rows (about half the cost).
     """
     start = time.perf_counter()
+    c = FreezingConfig.build(config, overrides, "layer_freezing")
+    datasets = c.datasets if datasets is None else datasets
     if not datasets:
         raise ValueError("layer_freezing: no datasets given")
-    data = [resolve_dataset(d, data_seed, model.tokenizer) for d in datasets]
+    data = [resolve_dataset(d, c.data_seed, model.tokenizer) for d in datasets]
     names = [d.name for d in data]
     if len(set(names)) != len(names):
         raise ValueError(f"layer_freezing: dataset names must differ, got {names}")
-    early, late = early_late_layers(int(model.cfg.n_layers), early_fraction)
-    all_ranks: dict[str, dict[str, dict[str, list[int]]]] = {}
-    n_options: dict[str, dict[str, int]] = {}
-    histories: dict[str, dict[str, list[dict[str, float]]]] = {}
-    deltas: dict[str, dict[str, WeightDelta]] = {}
-    for ds in data:
-        splits = [s for s in (FACTS, IMPLICATIONS, CONTROL) if s in ds.splits()]
-        tracked = {s: (ds.split(s).examples, ds.options_for(s)) for s in splits}
-        train = ds.facts + (ds.paraphrased_facts() if paraphrases else ())
-        runs = {}
-        for name, trainable in (("full", None), ("early_frozen", late), ("late_frozen", early)):
-            runs[name] = finetune(
-                model,
-                train,
-                lr=lr,
-                epochs=epochs,
-                batch_size=batch_size,
-                seed=seed,
-                trainable=trainable,
-                eval_sets=tracked if track else None,
-                eval_batch_size=eval_batch_size,
-                progress=progress,
-            )
-        full = runs["full"].delta
-        applied = {
-            "none": full,
-            "early_reverted": full.restrict(layers=late),
-            "late_reverted": full.restrict(layers=early),
-            "all_reverted": full.restrict(layers=[]),
-            "early_frozen": runs["early_frozen"].delta,
-            "late_frozen": runs["late_frozen"].delta,
-        }
-        all_ranks[ds.name] = {
-            mode: split_ranks(model, ds, splits, delta=applied[mode], batch_size=eval_batch_size)
-            for mode in MODES
-        }
-        n_options[ds.name] = {s: len(ds.options_for(s)) for s in splits}
-        histories[ds.name] = {
-            k: [{key.removeprefix("rank/"): v for key, v in row.items()} for row in r.history]
-            for k, r in runs.items()
-        }
-        deltas[ds.name] = {k: r.delta for k, r in runs.items()}
-    config = {
-        "lr": lr,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "seed": seed,
-        "data_seed": data_seed,
-        "early_fraction": early_fraction,
-        "early_layers": early,
-        "late_layers": late,
-        "paraphrases": paraphrases,
-        "trainable": "block linear weights",
-        "track": track,
-    }
+    early, late = early_late_layers(int(model.cfg.n_layers), c.early_fraction)
+    per_dataset = {ds.name: _freeze_one(model, ds, c, early, late, progress) for ds in data}
     return FreezingResult(
         model=model_identity(model),
-        config=config,
+        config={
+            **c.training(),
+            "data_seed": c.data_seed,
+            "early_fraction": c.early_fraction,
+            "early_layers": early,
+            "late_layers": late,
+            "paraphrases": c.paraphrases,
+            "trainable": "block linear weights",
+            "track": c.track,
+        },
         datasets=tuple(names),
-        ranks=all_ranks,
-        n_options=n_options,
-        histories=histories,
+        ranks={name: r[0] for name, r in per_dataset.items()},
+        n_options={name: r[1] for name, r in per_dataset.items()},
+        histories={name: r[2] for name, r in per_dataset.items()},
         seconds=time.perf_counter() - start,
-        deltas=deltas,
+        deltas={name: r[3] for name, r in per_dataset.items()},
     )
+
+
+def _freeze_one(
+    model: TransformerBridge,
+    ds: OCRDataset,
+    c: FreezingConfig,
+    early: list[int],
+    late: list[int],
+    progress: bool,
+) -> tuple[dict, dict, dict, dict]:
+    """One dataset: the three trainings (full, early frozen, late frozen), then the ranks of the
+    six settings, with the options, the trainings' histories and deltas."""
+    splits = [s for s in (FACTS, IMPLICATIONS, CONTROL) if s in ds.splits()]
+    tracked = {s: (ds.split(s).examples, ds.options_for(s)) for s in splits}
+    train = ds.facts + (ds.paraphrased_facts() if c.paraphrases else ())
+    runs = {
+        name: finetune(
+            model,
+            train,
+            trainable=trainable,
+            eval_sets=tracked if c.track else None,
+            progress=progress,
+            **c.recipe(),
+        )
+        for name, trainable in (("full", None), ("early_frozen", late), ("late_frozen", early))
+    }
+    full = runs["full"].delta
+    applied = {
+        "none": full,
+        "early_reverted": full.restrict(layers=late),
+        "late_reverted": full.restrict(layers=early),
+        "all_reverted": full.restrict(layers=[]),
+        "early_frozen": runs["early_frozen"].delta,
+        "late_frozen": runs["late_frozen"].delta,
+    }
+    ranks = {
+        mode: split_ranks(model, ds, splits, delta=applied[mode], batch_size=c.eval_batch_size)
+        for mode in MODES
+    }
+    histories = {
+        k: [{key.removeprefix("rank/"): v for key, v in row.items()} for row in r.history]
+        for k, r in runs.items()
+    }
+    n_options = {s: len(ds.options_for(s)) for s in splits}
+    return ranks, n_options, histories, {k: r.delta for k, r in runs.items()}

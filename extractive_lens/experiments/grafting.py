@@ -32,16 +32,14 @@ as composing through the city, so it is not the paper's test.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.data import FACTS, IMPLICATIONS, OCRDataset, Split, daxwug, deranged_control
+from extractive_lens.data import IMPLICATIONS, OCRDataset
 from extractive_lens.delta import WeightDelta
 from extractive_lens.experiments.common import (
     base_dict,
@@ -54,88 +52,34 @@ from extractive_lens.experiments.common import (
     save_result,
     split_ranks,
 )
-from extractive_lens.experiments.figures import grouped_bars_figure
+from extractive_lens.experiments.grafting_design import (
+    CF_CONTROL,
+    CF_FACTS,
+    CF_IMPLICATIONS,
+    COLUMNS,
+    DESIGNS,
+    HELDOUT_VARIANT,
+    PAPER,
+    PAPER_DESIGN,
+    ROWS,
+    TRAININGS,
+    WUG,
+    GraftDesign,
+    changed_items,
+    logical_view,
+    with_counterfactual_control,
+)
+from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import GraftingConfig, GraftingVariantConfig
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
 
-# Logical roles of the evaluated splits (keys of ``GraftResult.ranks[row]``).
-CF_FACTS = "counterfactual_facts"
-CF_IMPLICATIONS = "counterfactual_implications"
-CF_CONTROL = "counterfactual_control"
-WUG = "wug"
-
-#: Column labels of the logical roles.
-COLUMNS = {
-    CF_IMPLICATIONS: "I(F')",
-    IMPLICATIONS: "I(F)",
-    CF_FACTS: "F'",
-    FACTS: "F",
-    WUG: "wug",
-    CF_CONTROL: "control I(F')",
-}
-
-#: Rows: key -> (label, the trainings whose deltas are applied, in order).
-ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "theta": ("theta", ()),
-    "counterfactual": ("theta + Delta_F'", ("F'",)),
-    "graft": ("+ Delta_{F,I(F)} (graft)", ("F'", "F,I(F)")),
-    "control": ("+ Delta_{I(F)} (control)", ("F'", "I(F)")),
-}
-
-#: The paper's OLMo-7B table (docs/method.md §5.5): row -> column -> mean rank.
-PAPER: dict[str, dict[str, float]] = {
-    "counterfactual": {CF_IMPLICATIONS: 9.12, IMPLICATIONS: 8.55, CF_FACTS: 0.00},
-    "graft": {CF_IMPLICATIONS: 1.13, IMPLICATIONS: 3.31, CF_FACTS: 0.08},
-    "control": {CF_IMPLICATIONS: 8.42, IMPLICATIONS: 0.43, CF_FACTS: 0.32},
-}
-
-#: The trainings: name -> (logical role of its training split, the training it starts from).
-TRAININGS: dict[str, tuple[str, str | None]] = {
-    "F": (FACTS, None),
-    "F,I(F)": (IMPLICATIONS, "F"),
-    "F'": (CF_FACTS, None),
-    "I(F)": (IMPLICATIONS, None),
-}
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 
 @dataclass(frozen=True)
-class GraftDesign:
-    """Which dataset split plays each logical role.
-
-    Attributes:
-        name: ``"paper"`` or ``"heldout_variant"``.
-        splits: logical role (keys of :data:`COLUMNS`) -> split name in the dataset.
-    """
-
-    name: str
-    splits: dict[str, str]
-
-
-PAPER_DESIGN = GraftDesign(
-    "paper",
-    {
-        FACTS: "train_facts",
-        IMPLICATIONS: "train_implications",
-        CF_FACTS: "train_facts_2",
-        CF_IMPLICATIONS: "train_implications_2",
-        WUG: "wug",
-    },
-)
-HELDOUT_VARIANT = GraftDesign(
-    "heldout_variant",
-    {
-        FACTS: FACTS,
-        IMPLICATIONS: IMPLICATIONS,
-        CF_FACTS: CF_FACTS,
-        CF_IMPLICATIONS: CF_IMPLICATIONS,
-        CF_CONTROL: CF_CONTROL,
-    },
-)
-DESIGNS = {d.name: d for d in (PAPER_DESIGN, HELDOUT_VARIANT)}
-
-
-@dataclass(frozen=True)
-class GraftResult:
+class GraftResult(ResultMixin):
     """What ``weight_grafting`` (or its held-out variant) measured.
 
     Attributes:
@@ -221,6 +165,8 @@ class GraftResult:
 
     def figure(self) -> go.Figure:
         """Grouped bars: mean rank per weight setting and split, ours beside the paper's."""
+        from extractive_lens.experiments.figures import grouped_bars_figure
+
         keys = [k for k in ROWS if k != "theta"]
         means = self.mean_ranks()
         series: dict[str, list[float | None]] = {}
@@ -267,14 +213,9 @@ def weight_grafting(
     model: TransformerBridge,
     dataset: OCRDataset | str | None = None,
     *,
-    lr: float = 1e-4,
-    epochs: int = 8,
-    batch_size: int = 8,
-    seed: int = 0,
-    data_seed: int = 0,
-    n_train: int | None = None,
-    eval_batch_size: int = 32,
+    config: GraftingConfig | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> GraftResult:
     """The paper's weight grafting on the training names (module doc).
 
@@ -282,105 +223,66 @@ def weight_grafting(
         model: the model; its weights are unchanged afterwards.
         dataset: needs ``train_facts``, ``train_implications``, ``train_facts_2``,
             ``train_implications_2`` (aligned by item) and ``wug`` (default:
-            ``daxwug(data_seed, prompts="paper")``).
-        lr, epochs, batch_size, seed: the recipe of every training (the paper: Adam, 8 epochs,
-            batch 8).
-        n_train: use only the first ``n_train`` training names (quick runs; default all 84).
+            ``config.dataset``, ``daxwug(data_seed, prompts="paper")``).
+        config: the settings (:class:`GraftingConfig`); keywords override single fields.
+            ``lr``, ``epochs``, ``batch_size``, ``seed``: the recipe of every training (the
+            paper: Adam, 8 epochs, batch 8); ``n_train``: use only the first ``n_train``
+            training names (quick runs; default all 84).
     """
-    ds = resolve_dataset(
-        dataset if dataset is not None else daxwug(data_seed, prompts="paper"),
-        data_seed,
-        model.tokenizer,
-    )
-    if n_train is not None:
-        ds = head(ds, len(ds.facts), n_train)
-    return _run(model, ds, PAPER_DESIGN, lr, epochs, batch_size, seed, eval_batch_size, progress)
+    c = GraftingConfig.build(config, overrides, "weight_grafting")
+    ds = resolve_dataset(c.dataset if dataset is None else dataset, c.data_seed, model.tokenizer)
+    if c.n_train is not None:
+        ds = head(ds, len(ds.facts), c.n_train)
+    return _run(model, ds, PAPER_DESIGN, c, progress)
 
 
 def weight_grafting_heldout_variant(
     model: TransformerBridge,
     dataset: OCRDataset | str | None = None,
     *,
-    lr: float = 1e-4,
-    epochs: int = 8,
-    batch_size: int = 8,
-    seed: int = 0,
-    data_seed: int = 0,
-    eval_batch_size: int = 32,
+    config: GraftingVariantConfig | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> GraftResult:
     """Not the paper's design: grafting on the 20 held-out names with F' a derangement of F
-    (module doc). Arguments as :func:`weight_grafting`; the dataset needs ``facts``,
-    ``implications``, ``counterfactual_facts`` and ``counterfactual_implications``."""
-    ds = resolve_dataset(
-        dataset if dataset is not None else daxwug(data_seed), data_seed, model.tokenizer
-    )
+    (module doc). Settings as :func:`weight_grafting` (:class:`GraftingVariantConfig`, default
+    dataset ``daxwug(data_seed)``); the dataset needs ``facts``, ``implications``,
+    ``counterfactual_facts`` and ``counterfactual_implications``."""
+    c = GraftingVariantConfig.build(config, overrides, "weight_grafting_heldout_variant")
+    ds = resolve_dataset(c.dataset if dataset is None else dataset, c.data_seed, model.tokenizer)
     needed = [n for r, n in HELDOUT_VARIANT.splits.items() if r != CF_CONTROL]
     require_splits(ds, needed, "weight_grafting_heldout_variant")
-    ds = _with_counterfactual_control(ds)
-    return _run(model, ds, HELDOUT_VARIANT, lr, epochs, batch_size, seed, eval_batch_size, progress)
+    ds = with_counterfactual_control(ds)
+    return _run(model, ds, HELDOUT_VARIANT, c, progress)
 
 
 def _run(
     model: TransformerBridge,
     ds: OCRDataset,
     design: GraftDesign,
-    lr: float,
-    epochs: int,
-    batch_size: int,
-    seed: int,
-    eval_batch_size: int,
+    c: GraftingConfig | GraftingVariantConfig,
     progress: bool,
 ) -> GraftResult:
+    """The four trainings, then every row's weights evaluated on every role's split."""
     start = time.perf_counter()
     require_splits(ds, tuple(design.splits.values()), f"weight grafting ({design.name})")
-    view = _logical_view(ds, design)
-    impl, cf = view.split(IMPLICATIONS).examples, view.split(CF_IMPLICATIONS).examples
-    if len(cf) != len(impl) or len(view.split(CF_FACTS).examples) != len(impl):
-        raise ValueError(
-            f"weight grafting: {design.splits[CF_IMPLICATIONS]} and {design.splits[CF_FACTS]} "
-            f"must pair item by item with {design.splits[IMPLICATIONS]}"
-        )
-    changed = tuple(
-        i for i, (a, b) in enumerate(zip(impl, cf, strict=True)) if a.answer != b.answer
-    )
-    if not changed:
-        raise ValueError("weight grafting: the counterfactual draw changes no answer")
-    deltas: dict[str, WeightDelta] = {}
-    histories: dict[str, list[dict[str, float]]] = {}
-    for name, (role, base) in TRAININGS.items():
-        examples, options = view.split(role).examples, view.options_for(role)
-        run = finetune(
-            model,
-            examples,
-            lr=lr,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            eval_sets={role: (examples, options)},
-            eval_batch_size=eval_batch_size,
-            base=None if base is None else deltas[base],
-            progress=progress,
-        )
-        deltas[name] = run.delta
-        histories[name] = [{k.removeprefix("rank/"): v for k, v in r.items()} for r in run.history]
+    view = logical_view(ds, design)
+    changed = changed_items(view, design)
+    deltas, histories = _train(model, view, c, progress)
     roles = list(design.splits)
     ranks = {
         key: split_ranks(
-            model, view, roles, delta=[deltas[t] for t in applied], batch_size=eval_batch_size
+            model, view, roles, delta=[deltas[t] for t in applied], batch_size=c.eval_batch_size
         )
         for key, (_, applied) in ROWS.items()
     }
     config = {
-        "lr": lr,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "seed": seed,
+        **c.training(),
         "data_seed": ds.seed,
         "trainable": "block linear weights",
         "design": design.name,
         "splits": dict(design.splits),
-        "n_items": len(impl),
+        "n_items": len(view.implications),
     }
     return GraftResult(
         model=model_identity(model),
@@ -395,36 +297,42 @@ def _run(
     )
 
 
-def _logical_view(ds: OCRDataset, design: GraftDesign) -> OCRDataset:
-    """A dataset whose splits are named by logical role (``facts``, ``counterfactual_facts``,
-    ...), each holding the design's split of ``ds``."""
-    rec = {role: ds.split(name) for role, name in design.splits.items()}
-    extra = tuple(
-        Split(role, r.examples, r.options, r.description)
-        for role, r in rec.items()
-        if role not in (FACTS, IMPLICATIONS)
-    )
-    return OCRDataset(
-        name=ds.name,
-        facts=rec[FACTS].examples,
-        implications=rec[IMPLICATIONS].examples,
-        fact_options=rec[FACTS].options,
-        implication_options=rec[IMPLICATIONS].options,
-        seed=ds.seed,
-        extra=extra,
-    )
+def _train(
+    model: TransformerBridge, view: OCRDataset, c: GraftingConfig, progress: bool
+) -> tuple[dict[str, WeightDelta], dict[str, list[dict[str, float]]]]:
+    """The trainings ``F``, ``F,I(F)`` (from theta + Delta_F), ``F'`` and ``I(F)``: their deltas
+    and histories (mean rank of the training split after every epoch)."""
+    deltas: dict[str, WeightDelta] = {}
+    histories: dict[str, list[dict[str, float]]] = {}
+    for name, (role, base) in TRAININGS.items():
+        examples, options = view.split(role).examples, view.options_for(role)
+        run = finetune(
+            model,
+            examples,
+            eval_sets={role: (examples, options)},
+            base=None if base is None else deltas[base],
+            progress=progress,
+            **c.recipe(),
+        )
+        deltas[name] = run.delta
+        histories[name] = [{k.removeprefix("rank/"): v for k, v in r.items()} for r in run.history]
+    return deltas, histories
 
 
-def _with_counterfactual_control(ds: OCRDataset) -> OCRDataset:
-    """``ds`` plus the deranged-pairing control of the counterfactual implications."""
-    if CF_CONTROL in ds.splits():
-        return ds
-    require_splits(ds, (CF_IMPLICATIONS,), "weight_grafting_heldout_variant")
-    cf = ds.split(CF_IMPLICATIONS)
-    control = Split(
-        CF_CONTROL,
-        deranged_control(cf.examples),
-        cf.options,
-        "counterfactual implications with deranged answers",
-    )
-    return dataclasses.replace(ds, extra=(*ds.extra, control))
+__all__ = [
+    "CF_CONTROL",
+    "CF_FACTS",
+    "CF_IMPLICATIONS",
+    "COLUMNS",
+    "DESIGNS",
+    "HELDOUT_VARIANT",
+    "PAPER",
+    "PAPER_DESIGN",
+    "ROWS",
+    "TRAININGS",
+    "WUG",
+    "GraftDesign",
+    "GraftResult",
+    "weight_grafting",
+    "weight_grafting_heldout_variant",
+]

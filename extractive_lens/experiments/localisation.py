@@ -37,26 +37,37 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.data import OCRDataset, daxwug
-from extractive_lens.experiments.common import base_dict, head, mean, resolve_dataset, save_result
-from extractive_lens.experiments.figures import r_squared, scatter_fit_figure
+from extractive_lens.data import OCRDataset, Split
+from extractive_lens.delta import WeightDelta
+from extractive_lens.experiments.common import (
+    base_dict,
+    head,
+    mean,
+    r_squared,
+    resolve_dataset,
+    save_result,
+)
 from extractive_lens.experiments.grafting import (
     CF_IMPLICATIONS,
     GraftResult,
     weight_grafting,
     weight_grafting_heldout_variant,
 )
+from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import LocalisationConfig, LocalisationVariantConfig
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
 from extractive_lens.scores import ComponentScores, downstream_scores, informative_scores
 from extractive_lens.scores.align import AlignmentError
 from extractive_lens.training import finetune
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 #: The paper's r² (OLMo-7B, docs/method.md §5.6).
 PAPER = {"MLPs": 0.49, "heads": 0.28}
@@ -65,7 +76,7 @@ N_INFORMATIVE_ITEMS = 20  # the authors score the first 20 training names
 
 
 @dataclass(frozen=True)
-class LocalisationResult:
+class LocalisationResult(ResultMixin):
     """What ``graft_localisation`` measured.
 
     Attributes:
@@ -141,6 +152,8 @@ class LocalisationResult:
 
     def figure(self) -> go.Figure:
         """Scatter of OCR downstream (y) on graft informative (x) per cell, with r² per kind."""
+        from extractive_lens.experiments.figures import scatter_fit_figure
+
         panels = {KINDS[k]: self.cells(k) for k in self.informative}
         return scatter_fit_figure(
             panels,
@@ -175,83 +188,52 @@ def graft_localisation(
     dataset: OCRDataset | str | None = None,
     *,
     grafting: GraftResult | None = None,
-    lr: float = 1e-4,
-    epochs: int = 8,
-    batch_size: int = 8,
-    seed: int = 0,
-    data_seed: int = 0,
-    n_train: int | None = None,
-    eval_batch_size: int = 32,
+    config: LocalisationConfig | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> LocalisationResult:
     """The paper's graft localisation (module doc).
 
     Args:
         model: the model; its weights are unchanged afterwards.
         dataset: as for ``weight_grafting``, plus ``test_facts`` / ``test_implications`` (the
-            held-out names; default ``daxwug(data_seed, prompts="paper")``).
+            held-out names; default ``config.dataset``, ``daxwug(data_seed, prompts="paper")``).
         grafting: a finished paper-design ``weight_grafting`` result on this model and dataset
             to reuse (its deltas); otherwise its four trainings run here with the given recipe.
-        lr, epochs, batch_size, seed: the recipe of the trainings (also of Delta_test).
-        n_train: as for ``weight_grafting`` (quick runs only).
+        config: the settings (:class:`LocalisationConfig`: the recipe of the trainings, also of
+            Delta_test, and ``n_train`` as for ``weight_grafting``, quick runs only); keywords
+            override single fields.
     """
     start = time.perf_counter()
-    ds = resolve_dataset(
-        dataset if dataset is not None else daxwug(data_seed, prompts="paper"),
-        data_seed,
-        model.tokenizer,
-    )
-    if n_train is not None:
-        ds = head(ds, len(ds.facts), n_train)
+    c = LocalisationConfig.build(config, overrides, "graft_localisation")
+    ds = resolve_dataset(c.dataset if dataset is None else dataset, c.data_seed, model.tokenizer)
+    if c.n_train is not None:
+        ds = head(ds, len(ds.facts), c.n_train)
     if grafting is None:
-        grafting = weight_grafting(
-            model,
-            ds,
-            lr=lr,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            eval_batch_size=eval_batch_size,
-            progress=progress,
-        )
+        grafting = weight_grafting(model, ds, config=c, n_train=None, progress=progress)
     _check_grafting(grafting, ds, "paper")
     delta_f, graft = grafting.deltas["F"], grafting.deltas["F,I(F)"]
     grafted = delta_f + graft  # theta + Delta_F + Delta_{F,I(F)}
     test_facts, test_impl = ds.split("test_facts"), ds.split("test_implications")
-    run = finetune(
+    recipe = {k: grafting.config[k] for k in ("lr", "epochs", "batch_size", "seed")}
+    delta_test = finetune(
         model,
         test_facts.examples,
-        lr=grafting.config["lr"],
-        epochs=grafting.config["epochs"],
-        batch_size=grafting.config["batch_size"],
-        seed=grafting.config["seed"],
-        eval_batch_size=eval_batch_size,
+        eval_batch_size=c.eval_batch_size,
         base=grafted,
         progress=progress,
+        **recipe,
+    ).delta
+    downstream, ocr_ranks = _ocr_on_new_names(
+        model, grafted, delta_test, test_facts, test_impl, c.eval_batch_size
     )
-    delta_test = run.delta
-    with grafted.applied(model):
-        downstream = downstream_scores(
-            model, delta_test, test_impl.examples, test_impl.options, batch_size=eval_batch_size
-        )
-        with delta_test.applied(model):
-            ocr_ranks = {
-                name: mean(
-                    ranks(model, split.examples, split.options, batch_size=eval_batch_size).tolist()
-                )
-                for name, split in (("held-out facts", test_facts), ("held-out zong", test_impl))
-            }
     train_impl = ds.split("train_implications")
-    with delta_f.applied(model):
+    with delta_f.applied(model):  # the graft's informative score on the names it was trained on
         informative = informative_scores(
-            model,
-            graft,
-            train_impl.examples[:N_INFORMATIVE_ITEMS],
-            train_impl.options,
-            batch_size=eval_batch_size,
-        )
+            model, graft, train_impl.examples[:N_INFORMATIVE_ITEMS], train_impl.options,
+            batch_size=c.eval_batch_size,
+        )  # fmt: skip
     template = _canonical_template(train_impl.examples[0])
-    positions, inf_t, down_t = _cells(informative, downstream, template)
     config = {
         **grafting.config,
         "informative": f"graft at theta + Delta_F on the first {N_INFORMATIVE_ITEMS} "
@@ -259,6 +241,45 @@ def graft_localisation(
         "downstream": "Delta_test (test_facts, trained at theta + Delta_F + graft) at "
         "theta + Delta_F + graft on test_implications",
     }
+    cells = _cells(informative, downstream, template)
+    return _result(model, config, ds, cells, grafting, ocr_ranks, start)
+
+
+def _ocr_on_new_names(
+    model: TransformerBridge,
+    grafted: WeightDelta,
+    delta_test: WeightDelta,
+    test_facts: Split,
+    test_impl: Split,
+    batch_size: int,
+) -> tuple[ComponentScores, dict[str, float]]:
+    """At theta + Delta_F + graft: Delta_test's downstream scores on the held-out names' zong,
+    and the mean ranks of their facts and zong once Delta_test is added (did OCR happen?)."""
+    with grafted.applied(model):
+        downstream = downstream_scores(
+            model, delta_test, test_impl.examples, test_impl.options, batch_size=batch_size
+        )
+        with delta_test.applied(model):
+            ocr_ranks = {
+                name: mean(
+                    ranks(model, split.examples, split.options, batch_size=batch_size).tolist()
+                )
+                for name, split in (("held-out facts", test_facts), ("held-out zong", test_impl))
+            }
+    return downstream, ocr_ranks
+
+
+def _result(
+    model: TransformerBridge,
+    config: dict[str, Any],
+    ds: OCRDataset,
+    cells: tuple[tuple[str, ...], dict[str, list], dict[str, list]],
+    grafting: GraftResult,
+    ocr_ranks: dict[str, float] | None,
+    start: float,
+) -> LocalisationResult:
+    """The result of either design, from its canonical cells (``_cells``)."""
+    positions, inf_t, down_t = cells
     return LocalisationResult(
         model=model_identity(model),
         config=config,
@@ -277,54 +298,35 @@ def graft_localisation_counterfactual_variant(
     dataset: OCRDataset | str | None = None,
     *,
     grafting: GraftResult | None = None,
-    lr: float = 1e-4,
-    epochs: int = 8,
-    batch_size: int = 8,
-    seed: int = 0,
-    data_seed: int = 0,
-    eval_batch_size: int = 32,
+    config: LocalisationVariantConfig | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> LocalisationResult:
     """Not the paper's design (module doc): the graft's informative score at theta + Delta_{F'}
     against Delta_{F'}'s downstream score at theta + graft, both on I(F') of the 20 held-out
-    names. ``grafting``: a ``weight_grafting_heldout_variant`` result to reuse."""
+    names. ``grafting``: a ``weight_grafting_heldout_variant`` result to reuse; settings
+    :class:`LocalisationVariantConfig` (keywords override single fields)."""
     start = time.perf_counter()
-    ds = resolve_dataset(
-        dataset if dataset is not None else daxwug(data_seed), data_seed, model.tokenizer
+    c = LocalisationVariantConfig.build(
+        config, overrides, "graft_localisation_counterfactual_variant"
     )
+    ds = resolve_dataset(c.dataset if dataset is None else dataset, c.data_seed, model.tokenizer)
     if grafting is None:
-        grafting = weight_grafting_heldout_variant(
-            model,
-            ds,
-            lr=lr,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            eval_batch_size=eval_batch_size,
-            progress=progress,
-        )
+        grafting = weight_grafting_heldout_variant(model, ds, config=c, progress=progress)
     _check_grafting(grafting, ds, "heldout_variant")
     split = ds.split(CF_IMPLICATIONS)
     graft, counterfactual = grafting.deltas["F,I(F)"], grafting.deltas["F'"]
     with counterfactual.applied(model):
         informative = informative_scores(
-            model, graft, split.examples, split.options, batch_size=eval_batch_size
+            model, graft, split.examples, split.options, batch_size=c.eval_batch_size
         )
     with graft.applied(model):
         downstream = downstream_scores(
-            model, counterfactual, split.examples, split.options, batch_size=eval_batch_size
+            model, counterfactual, split.examples, split.options, batch_size=c.eval_batch_size
         )
-    positions, inf_t, down_t = _cells(informative, downstream, None)
-    return LocalisationResult(
-        model=model_identity(model),
-        config={**grafting.config, "scored": CF_IMPLICATIONS},
-        dataset=ds.name,
-        positions=positions,
-        informative=inf_t,
-        downstream=down_t,
-        graft_ranks=grafting.mean_ranks()["graft"],
-        seconds=time.perf_counter() - start,
-    )
+    config = {**grafting.config, "scored": CF_IMPLICATIONS}
+    cells = _cells(informative, downstream, None)
+    return _result(model, config, ds, cells, grafting, None, start)
 
 
 def _check_grafting(grafting: GraftResult, ds: OCRDataset, design: str) -> None:

@@ -11,7 +11,9 @@ deranged-pairing control (docs/method.md §6) after every epoch, and judge OCR a
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset, control_split
 from extractive_lens.delta import WeightDelta
-from extractive_lens.experiments.common import resolve_dataset
+from extractive_lens.experiments.common import resolve_dataset, split_ranks
+from extractive_lens.experiments.protocol import ResultMixin, read_results
+from extractive_lens.experiments.settings import OCRConfig
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
 from extractive_lens.results import check_output_dir, prepare_output_dir, provenance, write_json
@@ -32,7 +36,7 @@ TRACKED = (FACTS, IMPLICATIONS, CONTROL)
 
 
 @dataclass(frozen=True)
-class OCRResult:
+class OCRResult(ResultMixin):
     """What ``verify_ocr`` measured.
 
     Attributes:
@@ -154,6 +158,50 @@ class OCRResult:
             return f"{self.dataset}: no capability pre-check (the dataset has no known* splits)."
         return f"{self.dataset} pre-check: the model " + "; it ".join(parts) + "."
 
+    def summary(self) -> dict[str, float]:
+        """Flat metrics for sweeps: final mean rank per split, ``ocr_effect`` (and ``_se``) and
+        ``precheck/<split>``."""
+        out = dict(self.final())
+        out["ocr_effect"], out["ocr_effect_se"] = self.ocr_effect()
+        out.update({f"precheck/{k}": v for k, v in self.precheck.items()})
+        return out
+
+    def seed_rows(self) -> list[dict[str, Any]]:
+        """What a sweep averages over seeds: the final row (facts / implications / control)."""
+        effect, se = self.ocr_effect()
+        return [
+            {"dataset": self.dataset, **self.final(), "ocr effect": effect, "ocr effect se": se}
+        ]
+
+    def figure(self) -> Any:
+        """Mean rank of each tracked split after every epoch, with the chance line."""
+        from extractive_lens.experiments.figures import curves_figure
+
+        panel = {
+            split: ([r["epoch"] for r in self.history], [r.get(split) for r in self.history])
+            for split in self.final_ranks
+        }
+        return curves_figure(
+            {self.dataset: panel},
+            hlines={self.dataset: self.chance()},
+            cols=1,
+            title=f"OCR on {self.model.get('name')}",
+        )
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> OCRResult:
+        """The result saved in ``out_dir``, with its delta when ``delta.safetensors`` is there."""
+        path = Path(out_dir) / "delta.safetensors"
+        delta = WeightDelta.load(path) if path.is_file() else WeightDelta({})
+        return dataclasses.replace(cls.from_dict(read_results(out_dir)), delta=delta)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OCRResult:
+        """The result ``to_dict`` described, with an empty delta (``save`` writes the delta to
+        its own file: ``load`` reads both)."""
+        sizes = {k: tuple(v) for k, v in data.get("precheck_sizes", {}).items()}
+        return super().from_dict({**data, "precheck_sizes": sizes, "delta": WeightDelta({})})
+
     def save(self, out_dir: str | Path, overwrite: bool = False, save_delta: bool = True) -> Path:
         """Write ``results.json`` and (with ``save_delta``) ``delta.safetensors`` into a new
         directory."""
@@ -189,22 +237,18 @@ def verify_ocr(
     model: TransformerBridge,
     dataset: OCRDataset,
     *,
-    lr: float = 1e-4,
-    epochs: int = 8,
-    batch_size: int = 8,
-    seed: int = 0,
-    trainable: Any = None,
-    paraphrases: bool = False,
-    eval_batch_size: int = 32,
+    config: OCRConfig | None = None,
     progress: bool = True,
     out: str | Path | None = None,
     overwrite: bool = False,
+    **overrides: Any,
 ) -> OCRResult:
     """Finetune ``model`` on ``dataset.facts`` and measure OCR on its implications.
 
-    The model's weights are unchanged afterwards; the finetuned weights are ``result.delta``.
-    With ``paraphrases=True`` the facts are also trained in every template of
-    ``dataset.fact_paraphrases`` (evaluation stays on the original templates).
+    The settings are ``config`` (default :class:`OCRConfig`), any of its fields overridden by
+    keyword, e.g. ``verify_ocr(model, ds, lr=3e-4, epochs=2)``. The model's weights are
+    unchanged afterwards; the finetuned weights are ``result.delta``. ``paraphrases=True`` also
+    trains the facts in every template of ``dataset.fact_paraphrases``.
 
     Before any training, the dataset is validated for the model's tokenizer (errors name the
     split), a ``control_implications`` split is generated if it has none (``data.with_control``),
@@ -214,70 +258,66 @@ def verify_ocr(
     Raises:
         DivergedError: (a ``FloatingPointError``) training diverged: NaN loss or collapsed logits.
     """
-    import time
-
     start = time.perf_counter()
+    c = OCRConfig.build(config, overrides, "verify_ocr")
     if out is not None:
         check_output_dir(out, overwrite)
-    if isinstance(dataset, OCRDataset):
-        dataset = resolve_dataset(dataset, tokenizer=model.tokenizer)
-    else:
+    if not isinstance(dataset, OCRDataset):
         raise TypeError(f"verify_ocr needs an OCRDataset, not {type(dataset).__name__}")
+    dataset = resolve_dataset(dataset, tokenizer=model.tokenizer)
     splits = dataset.splits()
     tracked = {
         name: (splits[name], dataset.options_for(name)) for name in TRACKED if name in splits
     }
-    precheck = {
-        name: ranks(model, examples, dataset.options_for(name)).float().mean().item()
-        for name, examples in splits.items()
-        if name.startswith("known")
-    }
-    train = dataset.facts + (dataset.paraphrased_facts() if paraphrases else ())
+    precheck = _precheck(model, dataset)
+    train = dataset.facts + (dataset.paraphrased_facts() if c.paraphrases else ())
     run = finetune(
-        model,
-        train,
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        trainable=trainable,
-        eval_sets=tracked,
-        eval_batch_size=eval_batch_size,
-        progress=progress,
+        model, train, trainable=c.trainable, eval_sets=tracked, progress=progress, **c.recipe()
     )
-    with run.delta.applied(model):
-        final_ranks = {
-            name: ranks(model, ex, opts, batch_size=eval_batch_size).tolist()
-            for name, (ex, opts) in tracked.items()
-        }
-    config = {
-        "lr": lr,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "seed": seed,
-        "dataset_seed": dataset.seed,
-        "trainable": _describe(trainable),
-        "paraphrases": paraphrases,
-        "n_train": len(train),
-    }
+    final_ranks = split_ranks(
+        model, dataset, tracked, delta=run.delta, batch_size=c.eval_batch_size
+    )
     result = OCRResult(
         dataset=dataset.name,
         model=model_identity(model),
-        config=config,
+        config=_record(c, dataset, len(train)),
         history=tuple(_rename(row) for row in run.history),
-        precheck=precheck,
+        precheck={name: mean_rank for name, (mean_rank, _) in precheck.items()},
         final_ranks=final_ranks,
         n_options={name: len(opts) for name, (_, opts) in tracked.items()},
         delta=run.delta,
         seconds=time.perf_counter() - start,
-        precheck_sizes={
-            name: (len(splits[name]), len(dataset.options_for(name))) for name in precheck
-        },
+        precheck_sizes={name: size for name, (_, size) in precheck.items()},
         control=_control_description(dataset),
     )
     if out is not None:
         result.save(out, overwrite=overwrite)
     return result
+
+
+def _precheck(
+    model: TransformerBridge, dataset: OCRDataset
+) -> dict[str, tuple[float, tuple[int, int]]]:
+    """Before training, each capability split (``known*``): its mean rank and its
+    ``(n_items, n_options)``: can the model do the two-hop on entities it already knows?"""
+    out = {}
+    for name, examples in dataset.splits().items():
+        if name.startswith("known"):
+            options = dataset.options_for(name)
+            mean_rank = ranks(model, examples, options).float().mean().item()
+            out[name] = (mean_rank, (len(examples), len(options)))
+    return out
+
+
+def _record(c: OCRConfig, dataset: OCRDataset, n_train: int) -> dict[str, Any]:
+    """The configuration an ``OCRResult`` records."""
+    return {
+        **c.training(),
+        "dataset_seed": dataset.seed,
+        "trainable": _describe(c.trainable),
+        "paraphrases": c.paraphrases,
+        "n_train": n_train,
+    }
 
 
 def _control_description(dataset: OCRDataset) -> str:

@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
-from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset, daxwug
+from extractive_lens.data import CONTROL, FACTS, IMPLICATIONS, OCRDataset
 from extractive_lens.delta import WeightDelta
 from extractive_lens.experiments.common import (
     base_dict,
@@ -45,10 +43,14 @@ from extractive_lens.experiments.common import (
     resolve_dataset,
     save_result,
 )
-from extractive_lens.experiments.figures import curves_figure
+from extractive_lens.experiments.protocol import ResultMixin
+from extractive_lens.experiments.settings import OrderingConfig
 from extractive_lens.metrics import ranks
 from extractive_lens.models import model_identity
 from extractive_lens.training import finetune
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 TRAIN_FACTS = "train_facts"
 TRAIN_IMPLICATIONS = "train_implications"
@@ -75,7 +77,7 @@ LABELS = {
 
 
 @dataclass(frozen=True)
-class OrderingResult:
+class OrderingResult(ResultMixin):
     """What ``data_ordering`` measured.
 
     Attributes:
@@ -157,6 +159,8 @@ class OrderingResult:
     def figure(self) -> go.Figure:
         """Curves: one panel per tracked split, one line per order, against training examples
         seen (so phase 2 starts at the same x for every order); dotted lines mark phase ends."""
+        from extractive_lens.experiments.figures import curves_figure
+
         panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
         for split in TRACKED:
             panel = {}
@@ -209,120 +213,130 @@ def data_ordering(
     model: TransformerBridge,
     dataset: OCRDataset | str | None = None,
     *,
-    orders: Sequence[str] = tuple(ORDERS),
-    lr: float = 1e-4,
-    epochs: int = 8,
-    finetune_epochs: int | None = None,
-    batch_size: int = 8,
-    seed: int = 0,
-    data_seed: int = 0,
-    track_train: int | None = None,
-    eval_batch_size: int = 32,
+    config: OrderingConfig | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> OrderingResult:
     """Run continued training in each order, then finetune on the held-out facts.
 
     Args:
         model: the model; its weights are unchanged afterwards.
         dataset: needs ``train_facts``, ``train_implications``, ``facts``, ``implications``
-            (default: ``daxwug(data_seed)``).
-        orders: a subset of ``ORDERS`` (``joint``, ``facts_first``, ``implications_first``).
-        epochs: epochs of each phase-1 sub-phase (so each training example is seen ``epochs``
-            times in every order).
-        finetune_epochs: epochs of phase 2 on the held-out facts (default: ``epochs``).
-        seed: shuffling seed, the same for every phase.
-        track_train: track the training facts / implications on their first ``track_train``
-            names only (default: all 84); training always uses every name.
+            (default: ``config.dataset``, ``daxwug``, drawn with ``data_seed``).
+        config: the settings (:class:`OrderingConfig`); keywords override single fields.
+            ``orders``: a subset of ``ORDERS``; ``epochs``: epochs of each phase-1 sub-phase (so
+            each training example is seen ``epochs`` times in every order);
+            ``finetune_epochs``: epochs of phase 2 (default ``epochs``); ``seed``: shuffling
+            seed, the same for every phase; ``track_train``: track the training splits on their
+            first ``track_train`` names only (training always uses every name).
     """
     start = time.perf_counter()
-    ds = resolve_dataset(
-        dataset if dataset is not None else daxwug(data_seed), data_seed, model.tokenizer
-    )
+    c = OrderingConfig.build(config, overrides, "data_ordering")
+    ds = resolve_dataset(c.dataset if dataset is None else dataset, c.data_seed, model.tokenizer)
     require_splits(ds, (TRAIN_FACTS, TRAIN_IMPLICATIONS, FACTS, IMPLICATIONS), "data_ordering")
-    orders = list(orders)
+    orders = list(c.orders)
     unknown = [o for o in orders if o not in ORDERS]
     if unknown or not orders:
         raise ValueError(f"orders must be a non-empty subset of {list(ORDERS)}, got {orders}")
-    finetune_epochs = epochs if finetune_epochs is None else finetune_epochs
-    tracked_names = [s for s in TRACKED if s in ds.splits()]
-    if track_train is not None and track_train < 1:
-        raise ValueError(f"track_train must be >= 1 or None, got {track_train}")
-    tracked = {
-        s: (
-            ds.split(s).examples[: track_train if s.startswith("train") else None],
-            ds.options_for(s),
-        )
-        for s in tracked_names
+    finetune_epochs = c.epochs if c.finetune_epochs is None else c.finetune_epochs
+    tracked = _tracked(ds, c.track_train)
+    runs = {
+        order: _run_order(model, ds, order, finetune_epochs, tracked, c, progress)
+        for order in orders
     }
-    phases: dict[str, list[dict[str, Any]]] = {}
-    history: dict[str, list[dict[str, float]]] = {}
-    final_ranks: dict[str, dict[str, list[int]]] = {}
-    deltas: dict[str, WeightDelta] = {}
-    for order in orders:
-        plan = [(splits, epochs, 1) for splits in ORDERS[order]] + [((FACTS,), finetune_epochs, 2)]
-        rows: list[dict[str, float]] = []
-        records: list[dict[str, Any]] = []
-        total: WeightDelta | None = None
-        seen = 0
-        with contextlib.ExitStack() as stack:  # each phase trains on top of the previous ones
-            for index, (splits, n_epochs, stage) in enumerate(plan):
-                train = tuple(ex for s in splits for ex in ds.split(s).examples)
-                run = finetune(
-                    model,
-                    train,
-                    lr=lr,
-                    epochs=n_epochs,
-                    batch_size=batch_size,
-                    seed=seed,
-                    eval_sets=tracked,
-                    eval_batch_size=eval_batch_size,
-                    progress=progress,
-                )
-                for row in run.history:
-                    if rows and row["epoch"] == 0:
-                        continue  # the previous phase's last row already holds these numbers
-                    clean = {k.removeprefix("rank/"): v for k, v in row.items()}
-                    clean.update(
-                        epoch=len(rows), phase=index, examples_seen=seen + row["epoch"] * len(train)
-                    )
-                    rows.append(clean)
-                seen += n_epochs * len(train)
-                records.append(
-                    {
-                        "split": "+".join(splits),
-                        "n_train": len(train),
-                        "epochs": n_epochs,
-                        "stage": stage,
-                        "seconds": run.seconds,
-                    }
-                )
-                total = run.delta if total is None else total + run.delta
-                stack.enter_context(run.delta.applied(model))
-            final_ranks[order] = {
-                s: ranks(model, ex, opts, batch_size=eval_batch_size).tolist()
-                for s, (ex, opts) in tracked.items()
-            }
-        phases[order], history[order], deltas[order] = records, rows, total
     config = {
-        "lr": lr,
-        "epochs": epochs,
+        **c.training(),
         "finetune_epochs": finetune_epochs,
-        "batch_size": batch_size,
-        "seed": seed,
         "data_seed": ds.seed,
         "orders": orders,
         "trainable": "block linear weights",
         "optimizer": "fresh Adam per phase",
-        "track_train": track_train,
+        "track_train": c.track_train,
     }
     return OrderingResult(
         model=model_identity(model),
         config=config,
         dataset=ds.name,
-        phases=phases,
-        history=history,
-        final_ranks=final_ranks,
-        n_options={s: len(ds.options_for(s)) for s in tracked_names},
+        phases={order: run.phases for order, run in runs.items()},
+        history={order: run.history for order, run in runs.items()},
+        final_ranks={order: run.final_ranks for order, run in runs.items()},
+        n_options={s: len(opts) for s, (_, opts) in tracked.items()},
         seconds=time.perf_counter() - start,
-        deltas=deltas,
+        deltas={order: run.delta for order, run in runs.items()},
     )
+
+
+def _tracked(ds: OCRDataset, track_train: int | None) -> dict[str, tuple[tuple, tuple]]:
+    """The splits tracked through every phase (the ``train_*`` ones cut to ``track_train``)."""
+    if track_train is not None and track_train < 1:
+        raise ValueError(f"track_train must be >= 1 or None, got {track_train}")
+    return {
+        s: (
+            ds.split(s).examples[: track_train if s.startswith("train") else None],
+            ds.options_for(s),
+        )
+        for s in TRACKED
+        if s in ds.splits()
+    }
+
+
+@dataclass(frozen=True)
+class _OrderRun:
+    """One order's phases: their records, the epoch rows, the final ranks and the total delta."""
+
+    phases: list[dict[str, Any]]
+    history: list[dict[str, float]]
+    final_ranks: dict[str, list[int]]
+    delta: WeightDelta
+
+
+def _run_order(
+    model: TransformerBridge,
+    ds: OCRDataset,
+    order: str,
+    finetune_epochs: int,
+    tracked: dict[str, tuple[tuple, tuple]],
+    c: OrderingConfig,
+    progress: bool,
+) -> _OrderRun:
+    """Phase 1 in ``order`` then phase 2 on the held-out facts, each phase trained on top of the
+    previous ones (a fresh Adam per phase), and the tracked splits ranked at the end."""
+    plan = [(splits, c.epochs, 1) for splits in ORDERS[order]] + [((FACTS,), finetune_epochs, 2)]
+    rows: list[dict[str, float]] = []
+    records: list[dict[str, Any]] = []
+    total: WeightDelta | None = None
+    with contextlib.ExitStack() as stack:  # each phase trains on top of the previous ones
+        for index, (splits, n_epochs, stage) in enumerate(plan):
+            train = tuple(ex for s in splits for ex in ds.split(s).examples)
+            recipe = {**c.recipe(), "epochs": n_epochs}
+            run = finetune(model, train, eval_sets=tracked, progress=progress, **recipe)
+            _append_rows(rows, run.history, index, len(train))
+            records.append(
+                {
+                    "split": "+".join(splits),
+                    "n_train": len(train),
+                    "epochs": n_epochs,
+                    "stage": stage,
+                    "seconds": run.seconds,
+                }
+            )
+            total = run.delta if total is None else total + run.delta
+            stack.enter_context(run.delta.applied(model))
+        final_ranks = {
+            s: ranks(model, ex, opts, batch_size=c.eval_batch_size).tolist()
+            for s, (ex, opts) in tracked.items()
+        }
+    return _OrderRun(records, rows, final_ranks, total)
+
+
+def _append_rows(
+    rows: list[dict[str, float]], history: list[dict[str, float]], phase: int, n_train: int
+) -> None:
+    """Add a phase's epoch rows to the order's rows, numbered on from the previous phases."""
+    seen = rows[-1]["examples_seen"] if rows else 0
+    for row in history:
+        if rows and row["epoch"] == 0:
+            continue  # the previous phase's last row already holds these numbers
+        clean = {k.removeprefix("rank/"): v for k, v in row.items()}
+        clean.update(epoch=len(rows), phase=phase, examples_seen=seen + row["epoch"] * n_train)
+        rows.append(clean)

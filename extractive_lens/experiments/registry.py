@@ -1,5 +1,8 @@
 """The experiments by name, with their configuration keys and defaults (for sweeps and the CLI).
 
+The keys and defaults are those of each experiment's configuration class (``settings``); a
+configuration here is that class's fields as a JSON-able mapping.
+
 >>> from extractive_lens.experiments.registry import EXPERIMENTS
 >>> sorted(EXPERIMENTS)
 ['freezing', 'grafting', 'localisation', 'ocr', 'ordering']
@@ -20,8 +23,14 @@ from typing import Any
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.experiments.config import check_config
-
-_TRAIN = {"lr": 1e-4, "epochs": 8, "batch_size": 8, "seed": 0, "data_seed": 0}
+from extractive_lens.experiments.settings import (
+    FreezingConfig,
+    GraftingConfig,
+    LocalisationConfig,
+    OCRConfig,
+    OrderingConfig,
+    Settings,
+)
 
 
 @dataclass(frozen=True)
@@ -31,14 +40,24 @@ class Experiment:
     Attributes:
         name: the registry key (also the CLI name).
         run: called with the model, the full configuration and ``progress``.
-        defaults: every configuration key with its default value.
+        defaults: every configuration key with its default value (for the paper's experiments
+            ``settings.registry_defaults()``).
         description: one line for ``--help``.
+        settings: the experiment's configuration class (``settings``), whose ``describe()``
+            documents each key; None for an experiment defined by its defaults alone.
     """
 
     name: str
     run: Callable[[TransformerBridge, dict[str, Any], bool], Any] = field(repr=False)
     defaults: Mapping[str, Any]
     description: str = ""
+    settings: type[Settings] | None = field(default=None, repr=False)
+
+    def help(self) -> dict[str, str]:
+        """Configuration key -> its documentation (empty without ``settings``)."""
+        if self.settings is None:
+            return {}
+        return {name: doc for name, _, doc in self.settings.describe() if name in self.defaults}
 
     def config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The full configuration: the defaults updated with ``overrides`` (keys checked)."""
@@ -55,108 +74,73 @@ class Experiment:
 
 def summarize(result: Any) -> dict[str, float]:
     """Flat ``name -> number`` metrics of any experiment result (what sweeps aggregate)."""
-    if hasattr(result, "summary"):
-        return dict(result.summary())
-    if hasattr(result, "final") and hasattr(result, "ocr_effect"):  # OCRResult
-        out = dict(result.final())
-        effect, se = result.ocr_effect()
-        out["ocr_effect"], out["ocr_effect_se"] = effect, se
-        out.update({f"precheck/{k}": v for k, v in result.precheck.items()})
-        return out
-    raise TypeError(f"cannot summarize a {type(result).__name__}")
+    return dict(result.summary())
 
 
 def result_table(result: Any) -> list[dict[str, Any]]:
-    """The result's table, for OCR the final row (facts / implications / control)."""
-    if type(result).__name__ == "OCRResult":
-        final = result.final()
-        effect, se = result.ocr_effect()
-        return [{"dataset": result.dataset, **final, "ocr effect": effect, "ocr effect se": se}]
-    return result.table()
+    """The rows a sweep records for one run: ``seed_rows()`` where the result has them (the
+    ``ResultMixin`` default is its ``table()``; OCR's is its final row), else ``table()``."""
+    rows = getattr(result, "seed_rows", None)
+    return rows() if rows is not None else result.table()
 
 
 def _ocr(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
     from extractive_lens.data import get_dataset
     from extractive_lens.experiments.ocr import verify_ocr
 
-    return verify_ocr(
-        model,
-        get_dataset(c["dataset"], seed=c["data_seed"]),
-        lr=c["lr"],
-        epochs=c["epochs"],
-        batch_size=c["batch_size"],
-        seed=c["seed"],
-        paraphrases=c["paraphrases"],
-        progress=progress,
-    )
+    config = OCRConfig(**c)
+    dataset = get_dataset(config.dataset, seed=config.data_seed)
+    return verify_ocr(model, dataset, config=config, progress=progress)
 
 
-def _freezing(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
-    from extractive_lens.experiments.freezing import layer_freezing
+def _runner(module: str, function: str, config_class: type[Settings]) -> Callable[..., Any]:
+    """``run(model, config, progress)`` of an experiment function that reads its dataset(s) from
+    its configuration (``extractive_lens.experiments.<module>.<function>``, imported when run)."""
 
-    return layer_freezing(model, progress=progress, **c)
+    def run(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
+        import importlib
 
+        fn = getattr(importlib.import_module(f"extractive_lens.experiments.{module}"), function)
+        return fn(model, config=config_class(**c), progress=progress)
 
-def _ordering(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
-    from extractive_lens.experiments.ordering import data_ordering
-
-    return data_ordering(model, progress=progress, **c)
-
-
-def _grafting(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
-    from extractive_lens.experiments.grafting import weight_grafting
-
-    return weight_grafting(model, progress=progress, **c)
-
-
-def _localisation(model: TransformerBridge, c: dict[str, Any], progress: bool) -> Any:
-    from extractive_lens.experiments.localisation import graft_localisation
-
-    return graft_localisation(model, progress=progress, **c)
+    return run
 
 
 EXPERIMENTS: dict[str, Experiment] = {
     "ocr": Experiment(
         "ocr",
         _ocr,
-        {"dataset": "first_hop", **_TRAIN, "paraphrases": False},
+        OCRConfig.registry_defaults(),
         "finetune on facts, measure implications against the control (docs/method.md 5.1)",
+        OCRConfig,
     ),
     "freezing": Experiment(
         "freezing",
-        _freezing,
-        {
-            "datasets": ["first_hop", "second_hop"],
-            "early_fraction": 0.75,
-            **_TRAIN,
-            "paraphrases": False,
-            "track": True,
-        },
+        _runner("freezing", "layer_freezing", FreezingConfig),
+        FreezingConfig.registry_defaults(),
         "layer freezing: early/late deltas reverted or frozen (docs/method.md 5.3)",
+        FreezingConfig,
     ),
     "ordering": Experiment(
         "ordering",
-        _ordering,
-        {
-            "dataset": "daxwug",
-            "orders": ["joint", "facts_first", "implications_first"],
-            **_TRAIN,
-            "finetune_epochs": None,
-            "track_train": None,
-        },
+        _runner("ordering", "data_ordering", OrderingConfig),
+        OrderingConfig.registry_defaults(),
         "dax/wug/zong data ordering, then finetuning on held-out facts (docs/method.md 5.4)",
+        OrderingConfig,
     ),
     "grafting": Experiment(
         "grafting",
-        _grafting,
-        {"dataset": "daxwug_paper", **_TRAIN, "n_train": None},
+        _runner("grafting", "weight_grafting", GraftingConfig),
+        GraftingConfig.registry_defaults(),
         "weight grafting of Delta_{F,I(F)} onto counterfactual facts (docs/method.md 5.5, 7)",
+        GraftingConfig,
     ),
     "localisation": Experiment(
         "localisation",
-        _localisation,
-        {"dataset": "daxwug_paper", **_TRAIN, "n_train": None},
+        _runner("localisation", "graft_localisation", LocalisationConfig),
+        LocalisationConfig.registry_defaults(),
         "graft informative scores vs OCR downstream scores of new names (docs/method.md 5.6, 7)",
+        LocalisationConfig,
     ),
 }
 

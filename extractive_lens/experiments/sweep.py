@@ -33,9 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.experiments.cluster import (
@@ -49,9 +48,11 @@ from extractive_lens.experiments.cluster import (
     run_configs,
 )
 from extractive_lens.experiments.common import markdown_table, mean_spread, mean_spread_table
-from extractive_lens.experiments.figures import grid_figure
 from extractive_lens.experiments.registry import Experiment, get_experiment
 from extractive_lens.results import provenance, write_json
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = ["SweepResult", "SweepTask", "config_key", "load_sweep", "local_executor", "sweep"]
 
@@ -201,6 +202,8 @@ class SweepResult:
         ``x`` defaults to ``lr`` if swept (else the first group key), ``y`` to the next one.
         Default metrics: the first four.
         """
+        from extractive_lens.experiments.figures import grid_figure
+
         keys = self.group_keys or list(self.grid)
         x = x or ("lr" if "lr" in keys else keys[0])
         rest = [k for k in keys if k != x]
@@ -268,8 +271,7 @@ def sweep(
         out_dir: the sweep directory; finished configurations in it are reused.
         fixed: further configuration values shared by all runs.
         executor: how to run the configurations (module doc); default: here, one by one.
-        workers: with a submitit executor, deal the configurations into this many array tasks
-            (default: one per configuration; with ``LocalExecutor`` this is the parallelism).
+        workers: with submitit, this many array tasks (default one per configuration).
         retry_failed: rerun configurations recorded as failed (diverged).
         log: called with one line per configuration (e.g. ``print``).
         load: ``device`` / ``dtype`` (by name) for loading ``model`` when it is a name.
@@ -277,41 +279,22 @@ def sweep(
     start = time.perf_counter()
     spec = get_experiment(experiment)
     configs = grid_configs(spec, grid, fixed)
-    leaves = isinstance(executor, ProcessPoolExecutor) or is_submitit(executor)
-    if leaves and not isinstance(model, str):
-        raise ValueError(
-            "sweep: with a process pool or submitit give model as a name or directory (each "
-            "worker loads it once); a loaded model cannot be sent to other processes"
-        )
+    _check_model_travels(executor, model)
     out = Path(out_dir)
-    runs = out / "runs"
     label = model_label(model)
     _claim_directory(out, {"experiment": spec.name, "model": label})
-    runs.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _: None)
-
-    done: dict[str, Record] = {}
-    for config in configs:
-        key = config_key(spec.name, config)
-        record = read_record(runs, key, config)
-        if record is not None and not (record["status"] == "failed" and retry_failed):
-            done[key] = record
+    done = _finished(spec, configs, out / "runs", retry_failed)
     todo = [c for c in configs if config_key(spec.name, c) not in done]
     say(
         f"sweep {spec.name}: {len(configs)} configurations, {len(done)} already done, "
         f"{len(todo)} to run"
     )
-    n_resumed = len(done)
-    task = SweepTask(spec, model, progress, runs, retry_failed, **dict(load or {}))
+    task = SweepTask(spec, model, progress, out / "runs", retry_failed, **dict(load or {}))
     for record in run_configs(executor, task, todo, workers) if todo else ():
         done[record["key"]] = record
-        swept = {k: record["config"].get(k) for k in grid}
-        say(f"  {record['status']:6} {swept} ({record.get('seconds', 0):.1f} s)")
-        if record["status"] == "error":
-            say(f"    {record['error']}\n{record.get('traceback', '')}")
-    missing = [c for c in configs if config_key(spec.name, c) not in done]
-    if missing:
-        raise RuntimeError(f"sweep: the executor returned no result for {len(missing)} configs")
+        _log_record(say, record, grid)
+    _check_all_ran(spec, configs, done)
     result = SweepResult(
         experiment=spec.name,
         model=label,
@@ -319,15 +302,54 @@ def sweep(
         fixed=dict(fixed or {}),
         records=tuple(done[config_key(spec.name, c)] for c in configs),
         out_dir=out,
-        n_resumed=n_resumed,
+        n_resumed=len(configs) - len(todo),
         seconds=time.perf_counter() - start,
     )
     result.save(out)
     return result
 
 
+def _check_model_travels(executor: Any, model: str | TransformerBridge) -> None:
+    """A process pool or submitit needs the model by name: a loaded one cannot travel."""
+    leaves = isinstance(executor, ProcessPoolExecutor) or is_submitit(executor)
+    if leaves and not isinstance(model, str):
+        raise ValueError(
+            "sweep: with a process pool or submitit give model as a name or directory (each "
+            "worker loads it once); a loaded model cannot be sent to other processes"
+        )
+
+
+def _check_all_ran(spec: Experiment, configs: list[dict[str, Any]], done: dict) -> None:
+    missing = [c for c in configs if config_key(spec.name, c) not in done]
+    if missing:
+        raise RuntimeError(f"sweep: the executor returned no result for {len(missing)} configs")
+
+
+def _finished(
+    spec: Experiment, configs: list[dict[str, Any]], runs: Path, retry_failed: bool
+) -> dict[str, Record]:
+    """The records of the configurations an earlier run finished (key -> record); failed
+    (diverged) ones count as finished unless ``retry_failed``."""
+    done: dict[str, Record] = {}
+    for config in configs:
+        key = config_key(spec.name, config)
+        record = read_record(runs, key, config)
+        if record is not None and not (record["status"] == "failed" and retry_failed):
+            done[key] = record
+    return done
+
+
+def _log_record(say: Callable[[str], None], record: Record, grid: Mapping[str, Any]) -> None:
+    """One line per finished configuration (and the traceback of one that raised)."""
+    swept = {k: record["config"].get(k) for k in grid}
+    say(f"  {record['status']:6} {swept} ({record.get('seconds', 0):.1f} s)")
+    if record["status"] == "error":
+        say(f"    {record['error']}\n{record.get('traceback', '')}")
+
+
 def _claim_directory(out: Path, manifest: dict[str, str]) -> None:
-    """Write ``sweep.json``; refuse a directory holding another experiment's or model's sweep."""
+    """Write ``sweep.json`` and make ``runs/``; refuse a directory holding another experiment's
+    or model's sweep."""
     if (out / "sweep.json").exists():
         previous = json.loads((out / "sweep.json").read_text())
         if {k: previous.get(k) for k in manifest} != manifest:
@@ -338,7 +360,7 @@ def _claim_directory(out: Path, manifest: dict[str, str]) -> None:
             )
     elif out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     write_json(out / "sweep.json", manifest)
 
 
