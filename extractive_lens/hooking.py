@@ -53,16 +53,19 @@ def hooked_run(
     edit: Mapping[str, Edit] | None = None,
     live: Iterable[str] = (),
     require: bool = True,
+    into: Capture | None = None,
 ) -> Iterator[Capture]:
     """Context: every forward of ``model`` inside applies ``edit``, records ``keep`` and exposes
     ``live`` (module doc); on exit, raises ``RuntimeError`` naming any hook that never fired
     (``require=False``: a probe asking which hooks fire; the capture simply lacks them).
+    ``into``: the ``Capture`` to fill (default: a new one), for edits that read a value kept
+    earlier in the same forward (a linear map's edited output depends on its input).
 
     Several forwards inside overwrite the capture: one forward per context is the rule.
     """
     edit = dict(edit or {})
     keep, live = set(keep), set(live)
-    capture = Capture()
+    capture = Capture() if into is None else into
 
     fired: set[str] = set()
 

@@ -32,13 +32,19 @@ def model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
 
 
-def train_args(p: argparse.ArgumentParser, lr: float) -> None:
-    """The finetuning options of ``ocr`` and ``demo`` (``lr`` is the subcommand's default)."""
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0, help="training seed")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the built-in dataset draw")
+def train_args(p: argparse.ArgumentParser, lr: float | None = None) -> None:
+    """The finetuning options of ``ocr`` and ``demo``: defaults and help from ``OCRConfig``, the
+    one source of the OCR experiment's defaults (``lr``: a subcommand's own default)."""
+    from extractive_lens.experiments.settings import OCRConfig
+
+    default, doc = OCRConfig(), {name: text for name, _, text in OCRConfig.describe()}
+    for key, kind in (("lr", float), ("epochs", int), ("batch_size", int), ("seed", int)):
+        value = lr if key == "lr" and lr is not None else getattr(default, key)
+        flag = "--" + key.replace("_", "-")
+        p.add_argument(flag, type=kind, default=value, help=doc[key].replace("%", "%%"))
+    p.add_argument(
+        "--data-seed", type=int, default=default.data_seed, help="seed of the built-in dataset draw"
+    )
     p.add_argument("--paraphrases", action="store_true", help="also train paraphrased facts")
     p.add_argument("--out", type=Path, default=None, help="output directory (must be new)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")

@@ -21,7 +21,7 @@ def add_parsers(sub: Any) -> None:
         "--dataset", default="first_hop", help=f"{', '.join(DATASETS)}, or a JSONL dataset file"
     )
     model_args(ocr)
-    train_args(ocr, lr=1e-4)
+    train_args(ocr)
     ocr.set_defaults(handler=_ocr)
 
 

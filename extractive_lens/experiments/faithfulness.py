@@ -20,7 +20,8 @@ and for each group. Cost: one informative pass (forward + backward; ``steps`` of
 integrated score) plus one forward of the items per cell, and one at theta.
 
 >>> from extractive_lens import tiny_model, first_hop
->>> from extractive_lens.experiments.faithfulness import faithfulness
+>>> from extractive_lens.hooking import hooked_run
+from extractive_lens.experiments.faithfulness import faithfulness
 >>> from extractive_lens.training import finetune
 >>> model, ds = tiny_model(), first_hop(n_people=6)
 >>> delta = finetune(model, ds.facts, lr=3e-3, epochs=1, progress=False).delta
@@ -49,6 +50,7 @@ from extractive_lens.data import first_token_ids
 from extractive_lens.delta import WeightDelta
 from extractive_lens.experiments.protocol import ResultMixin
 from extractive_lens.experiments.settings import FaithfulnessConfig
+from extractive_lens.hooking import Capture, hooked_run
 from extractive_lens.metrics import ExampleLike, answer_index, as_examples, encode
 from extractive_lens.models import model_identity
 from extractive_lens.results import prepare_output_dir, provenance, write_json
@@ -267,45 +269,45 @@ class _Patcher:
         self.base = self._targets(None, None)
 
     def _targets(self, comp: Component | None, masks: list[Tensor] | None) -> Tensor:
+        changes = [] if comp is None else self._changes(comp)
         out = []
         for start in range(0, len(self.examples), self.batch_size):
             rows = list(range(start, min(start + self.batch_size, len(self.examples))))
             batch = encode(
                 self.model.tokenizer, [self.examples[i] for i in rows], with_answers=False
             )
-            hooks = [] if comp is None else self._hooks(comp, [masks[i] for i in rows], batch)
-            with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
-                out.append(
-                    acc(target_forward(self.model, batch, self.answers[rows], self.option_ids))
-                )
+            mask = torch.zeros(len(rows), batch.input_ids.shape[1])
+            for row, i in enumerate(rows if masks is not None else ()):
+                mask[row, : len(masks[i])] = masks[i].float()
+            capture = Capture()  # the edit at a map's output reads its input, kept just before
+
+            def added(m: LinearMap, dw, db, mask=mask, capture=capture):  # noqa: ANN001, ANN202
+                def edit(x: Tensor) -> Tensor:
+                    change = _map_change(m, capture.values[m.u_hook], dw, db).view(x.shape)
+                    where = mask.to(x.device).view(*mask.shape, *[1] * (x.ndim - 2))
+                    return x + (where * change).to(x.dtype)
+
+                return edit
+
+            edits = {m.d_hook: added(m, dw, db) for m, dw, db in changes}
+            keep = [m.u_hook for m, _, _ in changes]
+            with torch.no_grad(), hooked_run(self.model, keep=keep, edit=edits, into=capture):
+                target = target_forward(self.model, batch, self.answers[rows], self.option_ids)
+            out.append(acc(target))
         return torch.cat(out)
 
     def effect(self, comp: Component, masks: list[Tensor]) -> float:
         self.forwards += 1
         return float((self._targets(comp, masks) - self.base).mean())
 
-    def _hooks(self, comp: Component, masks: list[Tensor], batch: Any) -> list:
-        width = batch.input_ids.shape[1]
-        mask = torch.zeros(len(masks), width)
-        for row, m in enumerate(masks):
-            mask[row, : len(m)] = m.float()
-        hooks = []
+    def _changes(self, comp: Component) -> list[tuple[LinearMap, Tensor | None, Tensor | None]]:
+        """The maps of ``comp``'s layer whose slice ``comp`` owns changes, with that slice."""
+        out = []
         for m in self.spec.maps[comp.layer]:
             dw, db = _component_slice(self.spec, m, comp, self.delta)
-            if dw is None and db is None:
-                continue
-            seen: dict[str, Tensor] = {}
-
-            def grab(x: Tensor, hook: Any, seen: dict = seen) -> None:
-                seen["u"] = x
-
-            def add(x: Tensor, hook: Any, m: LinearMap = m, dw=dw, db=db, seen=seen) -> Tensor:  # noqa: ANN001
-                change = _map_change(m, seen["u"], dw, db).view(x.shape)
-                where = mask.to(x.device).view(*mask.shape, *[1] * (x.ndim - 2))
-                return x + (where * change).to(x.dtype)
-
-            hooks += [(m.u_hook, grab), (m.d_hook, add)]
-        return hooks
+            if dw is not None or db is not None:
+                out.append((m, dw, db))
+        return out
 
 
 def _component_slice(

@@ -25,6 +25,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 ENTRY_POINT_GROUP = "extractive_lens.models"
 
+
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says how to load it instead."""
 
