@@ -9,7 +9,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.hooking import hooked_run
-from extractive_lens.models import named_parameters
+from extractive_lens.models.parameters import named_parameters
 
 
 class UnsupportedModelError(ValueError):

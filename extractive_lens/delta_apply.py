@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
+from extractive_lens.models import named_parameters
+
 _WRAPPER = "._original_component"
 
 
@@ -105,8 +107,6 @@ def hooked(
     model: TransformerBridge, delta: Mapping[str, Tensor], scale: float = 1.0
 ) -> Iterator[TransformerBridge]:
     """The model computing theta + ``scale`` * delta while inside (see the module doc)."""
-    from extractive_lens.delta import WeightDelta
-
     where = owners(model)
     per_module: dict[nn.Module, dict[str, Tensor]] = {}
     rest: dict[str, Tensor] = {}
@@ -117,14 +117,17 @@ def hooked(
         else:
             rest[name] = d
     patched: list[nn.Module] = []
+    restore = None
     try:
         for module, parts in per_module.items():
             module.forward = _ShiftedCall(module, parts, scale)  # an instance attribute
             patched.append(module)
-        others = WeightDelta(rest, dtype=next(iter(rest.values())).dtype) if rest else None
-        with others.applied(model, scale) if others else contextlib.nullcontext():
-            yield model
+        if rest:
+            restore = apply_in_place(named_parameters(model), rest, scale, "memory")
+        yield model
     finally:
+        if restore is not None:
+            restore()
         for module in patched:
             del module.forward  # the class's forward again
 

@@ -21,8 +21,8 @@ from extractive_lens.experiments import (
     weight_grafting,
 )
 from extractive_lens.experiments.common import head
-from extractive_lens.experiments.protocol import ExperimentResult, load_result
-from extractive_lens.experiments.registry import result_table, summarize
+from extractive_lens.experiments.protocol import ExperimentResult
+from extractive_lens.experiments.registry import load_result, result_table, summarize
 from extractive_lens.experiments.settings import (
     FaithfulnessConfig,
     FreezingConfig,

@@ -22,8 +22,13 @@ from extractive_lens.experiments.localisation import (
 )
 from extractive_lens.experiments.ocr import OCRResult, verify_ocr
 from extractive_lens.experiments.ordering import OrderingResult, data_ordering
-from extractive_lens.experiments.protocol import ExperimentResult, load_result
-from extractive_lens.experiments.registry import EXPERIMENTS, Experiment, get_experiment
+from extractive_lens.experiments.protocol import ExperimentResult
+from extractive_lens.experiments.registry import (
+    EXPERIMENTS,
+    Experiment,
+    get_experiment,
+    load_result,
+)
 from extractive_lens.experiments.settings import (
     FaithfulnessConfig,
     FreezingConfig,

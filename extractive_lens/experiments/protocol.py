@@ -6,7 +6,7 @@ Every result (``OCRResult``, ``FreezingResult``, ``OrderingResult``, ``GraftResu
 ``figure()`` (plotly), ``to_dict()`` (JSON-able, what ``save`` writes as ``results.json``),
 ``from_dict()`` (the result rebuilt from ``to_dict()``; trained deltas are not in it) and
 ``save(out_dir)``. So sweeps, the registry and the CLI treat every result alike, and
-:func:`load_result` reloads any of them from disk.
+:func:`extractive_lens.experiments.registry.load_result` reloads any of them from disk.
 """
 
 from __future__ import annotations
@@ -67,35 +67,3 @@ def read_results(out_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{out_dir} holds no results.json: is it a saved experiment result?")
     return json.loads(path.read_text())
-
-
-def result_types() -> dict[str, type]:
-    """The result class of each saved ``"experiment"`` name."""
-    from extractive_lens.experiments.faithfulness import FaithfulnessResult
-    from extractive_lens.experiments.freezing import FreezingResult
-    from extractive_lens.experiments.grafting import GraftResult
-    from extractive_lens.experiments.localisation import LocalisationResult
-    from extractive_lens.experiments.ocr import OCRResult
-    from extractive_lens.experiments.ordering import OrderingResult
-
-    return {
-        "ocr": OCRResult,
-        "freezing": FreezingResult,
-        "ordering": OrderingResult,
-        "grafting": GraftResult,
-        "localisation": LocalisationResult,
-        "faithfulness": FaithfulnessResult,
-    }
-
-
-def load_result(out_dir: str | Path) -> Any:
-    """Any experiment's result saved in ``out_dir``, rebuilt by its class's ``load`` (its
-    ``from_dict``, plus what a class saves beside ``results.json``, e.g. OCR's delta)."""
-    data = read_results(out_dir)
-    types = result_types()
-    if data.get("experiment") not in types:
-        raise ValueError(
-            f"{out_dir}/results.json is from experiment {data.get('experiment')!r}; "
-            f"load_result reads {sorted(types)}"
-        )
-    return types[data["experiment"]].load(out_dir)

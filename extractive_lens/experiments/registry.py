@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
@@ -156,3 +157,37 @@ def get_experiment(experiment: str | Experiment) -> Experiment:
 
 def is_finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def result_types() -> dict[str, type]:
+    """The result class of each saved ``"experiment"`` name."""
+    from extractive_lens.experiments.faithfulness import FaithfulnessResult
+    from extractive_lens.experiments.freezing import FreezingResult
+    from extractive_lens.experiments.grafting import GraftResult
+    from extractive_lens.experiments.localisation import LocalisationResult
+    from extractive_lens.experiments.ocr import OCRResult
+    from extractive_lens.experiments.ordering import OrderingResult
+
+    return {
+        "ocr": OCRResult,
+        "freezing": FreezingResult,
+        "ordering": OrderingResult,
+        "grafting": GraftResult,
+        "localisation": LocalisationResult,
+        "faithfulness": FaithfulnessResult,
+    }
+
+
+def load_result(out_dir: str | Path) -> Any:
+    """Any experiment's result saved in ``out_dir``, rebuilt by its class's ``load`` (its
+    ``from_dict``, plus what a class saves beside ``results.json``, e.g. OCR's delta)."""
+    from extractive_lens.experiments.protocol import read_results
+
+    data = read_results(out_dir)
+    types = result_types()
+    if data.get("experiment") not in types:
+        raise ValueError(
+            f"{out_dir}/results.json is from experiment {data.get('experiment')!r}; "
+            f"load_result reads {sorted(types)}"
+        )
+    return types[data["experiment"]].load(out_dir)
