@@ -162,6 +162,19 @@ def last_prompt_logits(
     return logits[torch.arange(len(index), device=logits.device), index]
 
 
+def last_prompt_forward(model: TransformerBridge, batch: Batch) -> Float[Tensor, "batch vocab"]:
+    """The logits at each row's last prompt position from a forward that unembeds only those
+    positions (``logits_to_keep``: the unembedding is a small model's largest matrix)."""
+    device = model_device(model)
+    keep, where = torch.unique(batch.last_prompt, sorted=True, return_inverse=True)
+    logits = model(
+        batch.input_ids.to(device),
+        attention_mask=batch.attention_mask.to(device),
+        logits_to_keep=keep.to(device),
+    )
+    return logits[torch.arange(len(where), device=logits.device), where.to(logits.device)]
+
+
 def option_logits(
     model: TransformerBridge,
     examples: Sequence[ExampleLike],

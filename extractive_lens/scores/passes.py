@@ -33,7 +33,7 @@ from torch import Tensor
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.hooking import hooked_run, substitution
-from extractive_lens.metrics import Batch, last_prompt_logits, model_device
+from extractive_lens.metrics import Batch, last_prompt_forward, last_prompt_logits
 from extractive_lens.structure import ModelStructure, model_structure
 
 # Linear maps, hooks and ownership are read off the bridge: see extractive_lens.structure.
@@ -119,19 +119,9 @@ def _margin(last: Tensor, answers: Tensor, option_ids: Tensor) -> Tensor:
 def target_forward(
     model: TransformerBridge, batch: Batch, answers: Tensor, option_ids: Tensor
 ) -> Tensor:
-    """R per example from a forward that unembeds only the last prompt positions.
-
-    ``logits_to_keep`` makes the model skip the unembedding (the largest matrix of a small model)
-    at every other position; R is unchanged.
-    """
-    device = model_device(model)
-    keep, where = torch.unique(batch.last_prompt, sorted=True, return_inverse=True)
-    logits = model(
-        batch.input_ids.to(device),
-        attention_mask=batch.attention_mask.to(device),
-        logits_to_keep=keep.to(device),
-    )
-    last = logits[torch.arange(len(where), device=logits.device), where.to(logits.device)]
+    """R per example from a forward that unembeds only the last prompt positions
+    (``metrics.last_prompt_forward``; R is unchanged)."""
+    last = last_prompt_forward(model, batch)
     return _margin(last, answers, option_ids)
 
 

@@ -15,7 +15,7 @@ from extractive_lens.metrics import (
     ExampleLike,
     as_examples,
     encode,
-    model_device,
+    last_prompt_forward,
 )
 from extractive_lens.models import named_parameters
 from extractive_lens.subnetworks.gates import (
@@ -131,7 +131,7 @@ def learn_mask(
     gen = torch.Generator().manual_seed(seed)
     batch = encode(model.tokenizer, examples, with_answers=False)  # small in-domain sets: one
     with torch.no_grad():
-        full = torch.log_softmax(_last_logits(model, batch).float(), -1)
+        full = torch.log_softmax(last_prompt_forward(model, batch).float(), -1)
     n = len(units)
     log_alpha = torch.nn.Parameter(config.init_log_alpha + 0.01 * torch.randn(n, generator=gen))
     lambdas = torch.nn.Parameter(torch.zeros(2))
@@ -144,7 +144,7 @@ def learn_mask(
             z = sample_gates(log_alpha, torch.rand(n, generator=gen))
             sub = _take(batch, rows)
             with gated(model, units, z, means):
-                logits = _last_logits(model, sub)
+                logits = last_prompt_forward(model, sub)
             kl = _kl(full[rows], logits)
             gap = target_at(step, sparsity, config) - (1 - z.mean())
             loss = kl + lambdas[0] * gap + lambdas[1] * gap**2
@@ -188,18 +188,6 @@ def _stats(step: int, sparsity: float, config: MaskConfig, z, kl, lambdas) -> Ga
         float(kl.detach()),
         (float(lambdas[0].detach()), float(lambdas[1].detach())),
     )
-
-
-def _last_logits(model: TransformerBridge, batch: Batch) -> Tensor:
-    """Logits at each row's last prompt position, unembedding only those positions."""
-    device = model_device(model)
-    keep, where = torch.unique(batch.last_prompt, sorted=True, return_inverse=True)
-    logits = model(
-        batch.input_ids.to(device),
-        attention_mask=batch.attention_mask.to(device),
-        logits_to_keep=keep.to(device),
-    )
-    return logits[torch.arange(len(where), device=logits.device), where.to(logits.device)]
 
 
 def _draw_rows(n: int, batch_size: int, gen: torch.Generator) -> Tensor:
