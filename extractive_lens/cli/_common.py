@@ -51,6 +51,15 @@ def train_args(p: argparse.ArgumentParser, lr: float | None = None) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def ocr_config(args: argparse.Namespace) -> Any:
+    """The ``OCRConfig`` the training options (``train_args``) describe; options a subcommand
+    does not offer keep the config's defaults."""
+    from extractive_lens.experiments.settings import OCRConfig
+
+    keys = ("lr", "epochs", "batch_size", "seed", "data_seed", "paraphrases")
+    return OCRConfig(**{k: getattr(args, k) for k in keys if hasattr(args, k)})
+
+
 def load_cli_model(args: argparse.Namespace) -> Any:
     """The model named by ``--model/--device/--dtype``, with its load time printed."""
     from extractive_lens.models import load_model

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from extractive_lens.cli._common import model_args
+from extractive_lens.cli._common import model_args, ocr_config
 
 
 def add_parsers(sub: Any) -> None:
@@ -86,15 +86,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         return model, dataset, WeightDelta.load(args.delta, model)
     if args.lr <= 0:
         return model, dataset, None
-    ocr = verify_ocr(
-        model,
-        dataset,
-        lr=args.lr,
-        epochs=args.epochs,
-        seed=args.seed,
-        paraphrases=args.paraphrases,
-        progress=not args.quiet,
-    )
+    ocr = verify_ocr(model, dataset, config=ocr_config(args), progress=not args.quiet)
     print(ocr.verdict())
     return model, dataset, ocr.delta
 

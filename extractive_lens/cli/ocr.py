@@ -9,7 +9,7 @@ import argparse
 import time
 from typing import Any
 
-from extractive_lens.cli._common import load_cli_model, model_args, train_args
+from extractive_lens.cli._common import load_cli_model, model_args, ocr_config, train_args
 
 DATASETS = ("first_hop", "second_hop", "daxwug")
 
@@ -41,16 +41,7 @@ def run_ocr(args: argparse.Namespace, datasets: list[str]) -> None:
     results = []
     for name in datasets:
         dataset = get_dataset(name, seed=args.data_seed)
-        result = verify_ocr(
-            model,
-            dataset,
-            lr=args.lr,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            paraphrases=args.paraphrases,
-            progress=not args.quiet,
-        )
+        result = verify_ocr(model, dataset, config=ocr_config(args), progress=not args.quiet)
         print(format_history(result))
         if out is not None:
             result.save(out / dataset.name, overwrite=False)
