@@ -547,14 +547,19 @@ def block_grafting(runs: Path) -> str:
     )
 
 
+def _localisation_table(records: list[dict]) -> str:
+    """The localisation r / r² / slope per component kind, mean ± std over the records."""
+    table = mean_spread_table([r["result"]["localisation"]["table"] for r in records])
+    for row in table:
+        row["cells"] = int(row["cells"]["mean"])
+    return markdown_table(table, ["components", "cells", "r", "r²", "slope", "paper r²"])
+
+
 def block_localisation(runs: Path) -> str:
     records = _ok(runs, "grafting")
     if not records:
         return "(not run)"
-    table = mean_spread_table([r["result"]["localisation"]["table"] for r in records])
-    for row in table:
-        row["cells"] = int(row["cells"]["mean"])
-    return markdown_table(table, ["components", "cells", "r", "r²", "slope", "paper r²"]) + (
+    return _localisation_table(records) + (
         '\n\nCells: (component, canonical position of "The zong of X1 .. X5 is"), scores '
         "averaged over the 20 counterfactual implications; same deltas as the grafting table."
     )
@@ -708,12 +713,9 @@ def block_localisation_paper(runs: Path) -> str:
     records = _ok(runs, "grafting-paper")
     if not records:
         return "(not run)"
-    table = mean_spread_table([r["result"]["localisation"]["table"] for r in records])
-    for row in table:
-        row["cells"] = int(row["cells"]["mean"])
     ocr = mean_spread_table([[r["result"]["localisation"]["ocr_ranks"]] for r in records])
     return (
-        markdown_table(table, ["components", "cells", "r", "r²", "slope", "paper r²"])
+        _localisation_table(records)
         + "\n\nThe grafted model after the fresh finetune on the held-out names (mean rank):\n\n"
         + markdown_table(ocr)
     )

@@ -32,8 +32,7 @@ from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
 from extractive_lens.models import named_parameters
-
-_WRAPPER = "._original_component"
+from extractive_lens.models.parameters import _WRAPPER
 
 
 def owners(model: TransformerBridge) -> dict[str, tuple[nn.Module, str]]:
@@ -67,15 +66,13 @@ class _ShiftedCall:
         self.module, self.parts, self.scale = module, parts, scale
         self.forward = module.forward  # the class's forward, bound
 
-    def weights(self) -> dict[str, Tensor]:
+    def weight(self, leaf: str) -> Tensor:
+        """``W + scale * Delta W`` for one of the module's parameters (``"weight"``, ``"bias"``)."""
         with torch.no_grad():
-            return {
-                leaf: shifted(getattr(self.module, leaf), d, self.scale)
-                for leaf, d in self.parts.items()
-            }
+            return shifted(getattr(self.module, leaf), self.parts[leaf], self.scale)
 
     def __call__(self, *args, **kwargs):
-        made = self.weights()
+        made = {leaf: self.weight(leaf) for leaf in self.parts}
         # pointers, not the tensors: autograd keeps the hooks, which must not keep W' alive
         storage = {w.untyped_storage().data_ptr(): (leaf, w.dtype) for leaf, w in made.items()}
 
@@ -89,7 +86,7 @@ class _ShiftedCall:
             if isinstance(saved, Tensor):
                 return saved
             leaf, size, stride, offset = saved
-            return self.weights()[leaf].as_strided(size, stride, offset)
+            return self.weight(leaf).as_strided(size, stride, offset)
 
         params = self.module._parameters
         originals = {leaf: params[leaf] for leaf in made}

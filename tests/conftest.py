@@ -115,6 +115,16 @@ def precision():
     return Precision
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (opt in with ``pytestmark``): on two busy cores one
+    thread is several times faster than two fighting threads."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_llama():
     """2-layer Llama with grouped-query attention (4 query heads, 2 K/V heads)."""

@@ -190,14 +190,14 @@ def test_hooked_keeps_no_shifted_weight_alive_between_forward_and_backward(monke
         }
     )
     made = []
-    weights = delta_apply._ShiftedCall.weights
+    weight = delta_apply._ShiftedCall.weight
 
-    def recorded(self):
-        out = weights(self)
-        made.extend(weakref.ref(w) for w in out.values())
+    def recorded(self, leaf):
+        out = weight(self, leaf)
+        made.append(weakref.ref(out))
         return out
 
-    monkeypatch.setattr(delta_apply._ShiftedCall, "weights", recorded)
+    monkeypatch.setattr(delta_apply._ShiftedCall, "weight", recorded)
     tokens = model.to_tokens([PROMPT])
     first_norm = next(p for n, p in named_parameters(model).items() if ".0." in n and p.ndim == 1)
     with delta.hooked(model):

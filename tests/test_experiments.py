@@ -33,13 +33,7 @@ from extractive_lens.training import finetune
 LR = 3e-3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two busy cores: one torch thread is several times faster than two fighting threads."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_daxwug(n_test: int = 8, n_train: int = 8):

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-import torch
 
 from extractive_lens.cli.run import add_parsers as add_run_parser
 from extractive_lens.cli.run import run_command
@@ -16,13 +15,7 @@ from extractive_lens.experiments.config import check_config, load_config, parse_
 from extractive_lens.experiments.registry import EXPERIMENTS, Experiment, get_experiment
 from extractive_lens.experiments.sweep import config_key, grid_configs, load_sweep, sweep
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,7 @@ LR, N_TEST, N_TRAIN = 3e-3, 4, 8
 PARAM = "model.layers.1.mlp.down_proj.weight"  # a block weight every training changes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _names(examples):
